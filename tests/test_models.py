@@ -1,0 +1,147 @@
+"""One suite run against every registered model."""
+import math
+
+import pytest
+import torch
+
+from vaelab.errors import CheckpointError, VaelabError
+from vaelab.losses import vae_loss
+from vaelab.models import MODELS, build_model, count_params, make_config
+from vaelab.runs import load_weights, save_weights
+from vaelab.summary import format_summary, layer_rows
+
+NAMES = list(MODELS)
+
+
+def make(name, shape=(1, 28, 28), classes=10, seed=0, **options):
+    torch.manual_seed(seed)
+    return build_model(name, make_config(name, shape, classes, **options))
+
+
+def batch(shape=(1, 28, 28), n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_spec_parameter_counts():
+    conv = make("conv")
+    assert count_params(conv.encoder) == 62_794
+    assert count_params(conv.decoder) == 65_089
+    mlp = make("mlp")  # 784 -> 512 -> (2, 2); 2 -> 512 -> 784
+    assert count_params(mlp.encoder) == (784 * 512 + 512) + 2 * (512 * 2 + 2)
+    assert count_params(mlp.decoder) == (2 * 512 + 512) + (512 * 784 + 784)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_counts_match_the_table(name):
+    model = make(name)
+    assert (count_params(model.encoder), count_params(model.decoder)) == MODELS[name].params
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape,latent", [((1, 28, 28), 2), ((1, 28, 28), 16), ((3, 32, 32), 8)])
+def test_output_shapes(name, shape, latent):
+    model = make(name, shape, latent_dim=latent)
+    x, y = batch(shape)
+    logits, mu, logvar, z = model(x, y)
+    assert logits.shape == x.shape
+    assert mu.shape == logvar.shape == z.shape == (8, latent)
+    assert model.decode(z, y).shape == x.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_at_initialisation_is_near_784_ln2(name):
+    model = make(name)
+    x, y = batch(n=64)
+    logits, mu, logvar, z = model(x, y)
+    total, recon, kl = vae_loss(logits, x, mu, logvar, z)
+    assert torch.isfinite(total)
+    assert recon.item() == pytest.approx(784 * math.log(2), rel=0.05)
+    assert 0 <= kl.item() < 5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_can_overfit_one_batch(name):
+    model = make(name)
+    x, y = batch(n=16)
+    x = (x > 0.7).float()  # a sparse binary batch, like digits
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        logits, mu, logvar, z = model(x, y)
+        total, _, _ = vae_loss(logits, x, mu, logvar, z)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())
+    assert losses[-1] < 0.6 * losses[0], (losses[0], losses[-1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_then_load_gives_identical_outputs(name, tmp_path):
+    model = make(name, seed=0).eval()
+    save_weights(tmp_path / "w.safetensors", model, name)
+    other = make(name, seed=1).eval()
+    x, y = batch()
+    assert not torch.equal(model.encode(x, y)[0], other.encode(x, y)[0])
+    load_weights(other, name, tmp_path / "w.safetensors")
+    z = torch.randn(8, 2)
+    assert torch.equal(model.encode(x, y)[0], other.encode(x, y)[0])
+    assert torch.equal(model.decode(z, y), other.decode(z, y))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_of_another_model_are_refused(name, tmp_path):
+    other_name = "conv" if name != "conv" else "mlp"
+    save_weights(tmp_path / "w.safetensors", make(other_name), other_name)
+    with pytest.raises(CheckpointError, match=f"holds a '{other_name}' model"):
+        load_weights(make(name), name, tmp_path / "w.safetensors")
+    save_weights(tmp_path / "w16.safetensors", make(name, latent_dim=16), name)
+    with pytest.raises(CheckpointError, match="latent_dim"):
+        load_weights(make(name), name, tmp_path / "w16.safetensors")
+
+
+def test_truncated_weights_file_is_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, make("conv"), "conv")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_weights(make("conv"), "conv", path)
+
+
+@pytest.mark.parametrize("name", ["cvae", "cvae-mlp"])
+def test_conditional_model_without_label_says_so(name):
+    x, _ = batch()
+    with pytest.raises(VaelabError, match="conditional and needs the labels"):
+        make(name)(x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_summary_rows_add_up(name):
+    model = make(name)
+    rows = layer_rows(model)
+    assert sum(r["params"] for r in rows) == count_params(model)
+    text = format_summary(name, model)
+    assert f"{count_params(model.encoder):,}" in text
+
+
+def test_conv_summary_shapes_follow_the_spec():
+    rows = layer_rows(make("conv"))
+    shapes = [(r["part"], r["output_shape"], r["params"]) for r in rows]
+    assert shapes == [
+        ("encoder", (32, 14, 14), 320), ("encoder", (64, 7, 7), 18_496), ("encoder", (14,), 43_918),
+        ("encoder", (2,), 30), ("encoder", (2,), 30),
+        ("decoder", (3136,), 9_408), ("decoder", (64, 14, 14), 36_928),
+        ("decoder", (32, 28, 28), 18_464), ("decoder", (1, 28, 28), 289),
+    ]
+
+
+def test_dense_width_option_and_wrong_option():
+    assert count_params(make("conv", dense_dim=16).encoder) == 62_794 + 2 * 3137 + 2 * 2 * 2
+    with pytest.raises(VaelabError, match="--dense-dim does not apply to model 'mlp'"):
+        make("mlp", dense_dim=16)
+
+
+def test_image_size_the_conv_model_cannot_halve_twice():
+    with pytest.raises(VaelabError, match="multiples of 4"):
+        make("conv", shape=(1, 30, 30))

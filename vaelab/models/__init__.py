@@ -1,0 +1,92 @@
+"""The model table: every named model, the family that builds it, and its parameter counts.
+
+A model is rebuilt from its name and its config alone (`build_model(name, config)`), which is
+what a run folder stores.
+"""
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from torch import nn
+
+from vaelab.errors import VaelabError
+from vaelab.models.conv import ConvConfig, ConvVAE
+from vaelab.models.mlp import MLPConfig, MLPVAE
+
+FAMILIES = {"mlp": (MLPConfig, MLPVAE), "conv": (ConvConfig, ConvVAE)}
+DATA_FIELDS = ("input_shape", "num_classes")  # set from the data set, not by the user
+
+
+@dataclass(frozen=True)
+class Preset:
+    family: str
+    conditional: bool
+    params: tuple[int, int]  # (encoder, decoder) at 28x28x1 with 10 classes and the defaults
+    about: str
+    options: tuple[tuple[str, Any], ...] = ()  # config fields that differ from the family's defaults
+
+
+MODELS = {
+    "mlp": Preset("mlp", False, (403_972, 403_728), "fully connected VAE, 784-512-2"),
+    "conv": Preset("conv", False, (62_794, 65_089), "convolutional VAE, 32-64 channels, Dense 14"),
+    "cvae": Preset("conv", True, (131_786, 96_449), "conditional convolutional VAE"),
+    "cvae-mlp": Preset("mlp", True, (409_092, 408_848), "conditional fully connected VAE"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in MODELS:
+        raise VaelabError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def option_fields(family: str) -> list:
+    """The config fields a user may set for a family (everything but the data's shape)."""
+    config_cls = FAMILIES[family][0]
+    return [f for f in fields(config_cls) if f.name not in DATA_FIELDS]
+
+
+def make_config(name: str, input_shape, num_classes: int, **options):
+    """The config of model `name` for data of `input_shape` with `num_classes` classes.
+
+    `options` overrides the preset (e.g. latent_dim=16); None values mean "keep the default".
+    """
+    preset = get_preset(name)
+    config_cls = FAMILIES[preset.family][0]
+    allowed = {f.name for f in option_fields(preset.family)}
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        valid = ", ".join("--" + k.replace("_", "-") for k in sorted(allowed))
+        raise VaelabError(f"{flags} does not apply to model '{name}'; its options are {valid}")
+    merged = {**dict(preset.options), **given}
+    classes = num_classes if preset.conditional else 0
+    return config_cls(input_shape=tuple(input_shape), num_classes=classes, **merged)
+
+
+def build_model(name: str, config) -> nn.Module:
+    """The model `name` built from `config` (a config object or the dict saved in a run)."""
+    preset = get_preset(name)
+    config_cls, model_cls = FAMILIES[preset.family]
+    if isinstance(config, dict):
+        config = config_from_dict(config_cls, config)
+    if not isinstance(config, config_cls):
+        raise VaelabError(f"model '{name}' needs a {config_cls.__name__}, not {type(config).__name__}")
+    return model_cls(config)
+
+
+def config_from_dict(config_cls, values: dict):
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise VaelabError(f"{config_cls.__name__} has no field(s) {unknown}: the run was saved by another vaelab version")
+    tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
+    return config_cls(**{**values, **tuples})
+
+
+def config_to_dict(config) -> dict:
+    return asdict(config)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

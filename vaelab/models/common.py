@@ -1,0 +1,24 @@
+"""The only maths the model families share: posterior sampling and label encoding."""
+import torch
+import torch.nn.functional as F
+
+from vaelab.errors import VaelabError
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + eps * exp(logvar / 2), eps ~ N(0, I) (Kingma & Welling 2014, sec. 2.4).
+
+    eps comes from torch's global generator, which `torch.manual_seed` seeds and CUDA graphs
+    can capture safely.
+    """
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tensor:
+    """Float one-hot rows for the labels of a conditional model."""
+    if y is None:
+        raise VaelabError(
+            f"model '{model}' is conditional and needs the labels: call it as model(x, y) "
+            f"with y an int64 tensor of class indices in [0, {num_classes})"
+        )
+    return F.one_hot(y, num_classes).float()

@@ -1,0 +1,73 @@
+"""Fully connected VAE (`mlp`) and its conditional version (`cvae-mlp`).
+
+Encoder: x flattened (concatenated with the one-hot label when conditional) -> Dense hidden ReLU
+-> two heads, mu and logvar. Decoder: z (with the label) -> Dense hidden ReLU -> Dense pixels
+-> Bernoulli logits. Defaults follow SPEC.md: 784 -> 512 -> 2.
+"""
+from dataclasses import dataclass, field
+from math import prod
+
+import torch
+from torch import nn
+
+from vaelab.models.common import one_hot, reparameterize
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
+    num_classes: int = 0  # > 0 makes the model conditional on the label
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1})
+    hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layer", "min": 1})
+
+
+def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    if not num_classes:
+        return h
+    return torch.cat([h, one_hot(y, num_classes, "cvae-mlp")], dim=1)
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, c: MLPConfig):
+        super().__init__()
+        self.num_classes = c.num_classes
+        self.hidden = nn.Linear(prod(c.input_shape) + c.num_classes, c.hidden_dim)
+        self.mu = nn.Linear(c.hidden_dim, c.latent_dim)
+        self.logvar = nn.Linear(c.hidden_dim, c.latent_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        h = _with_label(x.flatten(1), y, self.num_classes)  # [B, C*H*W (+ classes)]
+        h = torch.relu(self.hidden(h))  # [B, hidden]
+        return self.mu(h), self.logvar(h)  # [B, latent] each
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, c: MLPConfig):
+        super().__init__()
+        self.num_classes, self.output_shape = c.num_classes, c.input_shape
+        self.hidden = nn.Linear(c.latent_dim + c.num_classes, c.hidden_dim)
+        self.out = nn.Linear(c.hidden_dim, prod(c.input_shape))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = torch.relu(self.hidden(_with_label(z, y, self.num_classes)))  # [B, hidden]
+        return self.out(h).view(-1, *self.output_shape)  # [B, C, H, W] logits
+
+
+class MLPVAE(nn.Module):
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = MLPEncoder(config)
+        self.decoder = MLPDecoder(config)
+
+    def encode(self, x, y=None):
+        return self.encoder(x, y)
+
+    def decode(self, z, y=None):
+        return self.decoder(z, y)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y])."""
+        mu, logvar = self.encoder(x, y)
+        z = reparameterize(mu, logvar)
+        return self.decoder(z, y), mu, logvar, z
