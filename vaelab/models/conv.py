@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import one_hot, reparameterize
+from vaelab.models.common import init_like_keras, one_hot, reparameterize
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class ConvVAE(nn.Module):
         self.config = config
         self.encoder = ConvEncoder(config)
         self.decoder = ConvDecoder(config)
+        init_like_keras(self)
 
     def encode(self, x, y=None):
         return self.encoder(x, y)

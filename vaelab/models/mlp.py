@@ -10,7 +10,7 @@ from math import prod
 import torch
 from torch import nn
 
-from vaelab.models.common import one_hot, reparameterize
+from vaelab.models.common import init_like_keras, one_hot, reparameterize
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class MLPVAE(nn.Module):
         self.config = config
         self.encoder = MLPEncoder(config)
         self.decoder = MLPDecoder(config)
+        init_like_keras(self)
 
     def encode(self, x, y=None):
         return self.encoder(x, y)
