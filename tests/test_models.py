@@ -58,7 +58,7 @@ def test_loss_at_initialisation_is_near_784_ln2(name):
     total, recon, kl = vae_loss(logits, x, mu, logvar, z)
     assert torch.isfinite(total)
     assert recon.item() == pytest.approx(784 * math.log(2), rel=0.05)
-    assert 0 <= kl.item() < 5
+    assert 0 <= kl.item() < 0.5 * model.config.latent_dim  # small posterior moves at init
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,7 +86,7 @@ def test_save_then_load_gives_identical_outputs(name, tmp_path):
     x, y = batch()
     assert not torch.equal(model.encode(x, y)[0], other.encode(x, y)[0])
     load_weights(other, name, tmp_path / "w.safetensors")
-    z = torch.randn(8, 2)
+    z = torch.randn(8, model.config.latent_dim)
     assert torch.equal(model.encode(x, y)[0], other.encode(x, y)[0])
     assert torch.equal(model.decode(z, y), other.decode(z, y))
 

@@ -132,5 +132,5 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     return 0

@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 
-from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS
+from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
 from vaelab.models import MODELS
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "mnist-sample")
@@ -28,6 +28,10 @@ class TrainConfig:
     batch_size: int = _opt(128, "images per optimisation step", min=1)
     lr: float = _opt(1e-3, "Adam learning rate", above=0.0)
     beta: float = _opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
+    kl_warmup: float = _opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
+    objective: str = _opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)
+    mmd_weight: float = _opt(100.0, "weight of the MMD term when --objective mmd", min=0.0)
+    clip_grad: float | None = _opt(None, "clip the gradient norm to this value", above=0.0)
     likelihood: str = _opt("bernoulli", "p(x|z): Bernoulli (BCE from logits) or Gaussian", choices=LIKELIHOODS)
     gaussian_std: float = _opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)
     kl: str = _opt("analytic", "KL term: closed form, or single-sample Monte Carlo (log q - log p)", choices=KL_ESTIMATORS)

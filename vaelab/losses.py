@@ -11,6 +11,7 @@ import torch.nn.functional as F
 LOG_2PI = math.log(2 * math.pi)
 LIKELIHOODS = ("bernoulli", "gaussian")
 KL_ESTIMATORS = ("analytic", "mc")
+OBJECTIVES = ("elbo", "mmd")
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -52,12 +53,27 @@ def kl_monte_carlo(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> t
     return log_q - log_p
 
 
+def rbf_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """k(a, b) = exp(-|a - b|^2 / dim), the Gaussian kernel with 2 sigma^2 = latent size."""
+    return torch.exp(-torch.cdist(a, b).pow(2) / a.shape[1])
+
+
+def mmd(z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
+    """Squared Maximum Mean Discrepancy between two samples (biased V-statistic, >= 0).
+
+    Zhao, Song & Ermon 2019, InfoVAE, eq. 9: MMD = E k(z, z') + E k(p, p') - 2 E k(z, p).
+    """
+    return rbf_kernel(z, z).mean() + rbf_kernel(prior_z, prior_z).mean() - 2 * rbf_kernel(z, prior_z).mean()
+
+
 def vae_loss(logits, x, mu, logvar, z, *, beta: float = 1.0, likelihood: str = "bernoulli",
-             kl: str = "analytic", std: float = 0.1):
+             kl: str = "analytic", std: float = 0.1, objective: str = "elbo", mmd_weight: float = 100.0):
     """(total, reconstruction, kl), each the batch mean in nats per image.
 
     total = reconstruction + beta * KL is the negative ELBO when beta = 1. With kl="mc" the KL is
     the single-sample Monte-Carlo estimate, so -total = log p(x|z) + log p(z) - log q(z|x).
+    With objective="mmd" (InfoVAE) total = reconstruction + mmd_weight * MMD(z, z ~ N(0, I));
+    the KL is still returned, to watch.
     """
     recon = reconstruction_nll(logits, x, likelihood, std).mean()
     if kl == "analytic":
@@ -66,4 +82,6 @@ def vae_loss(logits, x, mu, logvar, z, *, beta: float = 1.0, likelihood: str = "
         kl_term = kl_monte_carlo(z, mu, logvar).mean()
     else:
         raise ValueError(f"kl must be one of {KL_ESTIMATORS}, not {kl!r}")
+    if objective == "mmd":
+        return recon + mmd_weight * mmd(z, torch.randn_like(z)), recon, kl_term
     return recon + beta * kl_term, recon, kl_term

@@ -120,18 +120,19 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str =
 
 # ---- checkpoint (weights + Adam + RNG + epoch) ---------------------------------------------------
 
-def save_checkpoint(path: Path, model, name: str, optimizer, epoch: int, rng: dict) -> None:
-    """Everything needed to resume after `epoch`. Adam's tensors go in safetensors, the rest in JSON."""
+def save_checkpoint(path: Path, model, name: str, optimizer, position: dict, rng: dict) -> None:
+    """Everything needed to resume: weights, Adam, RNG states and `position` (JSON: epochs done,
+    steps done in the next epoch, its partial loss sums). Tensors go in safetensors, the rest in JSON."""
     state = optimizer.state_dict()
     extra = {f"optim.{i}.{k}": v.contiguous().cpu() for i, s in state["state"].items() for k, v in s.items()}
     extra.update({f"rng.{k}": v.cpu() for k, v in rng.items()})
-    meta = {"epoch": epoch, "param_groups": state["param_groups"]}
+    meta = {"position": position, "param_groups": state["param_groups"]}
     extra["meta.json"] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
     save_weights(path, model, name, extra)
 
 
-def load_checkpoint(path: Path, model, name: str, optimizer) -> tuple[int, dict]:
-    """Restore model and optimizer in place; returns (epoch finished, rng states)."""
+def load_checkpoint(path: Path, model, name: str, optimizer) -> tuple[dict, dict]:
+    """Restore model and optimizer in place; returns (position, rng states)."""
     rest = load_weights(model, name, path)
     meta = json.loads(bytes(rest.pop("meta.json").tolist()).decode())
     state: dict = {}
@@ -141,7 +142,7 @@ def load_checkpoint(path: Path, model, name: str, optimizer) -> tuple[int, dict]
             state.setdefault(int(index), {})[field] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     rng = {key[len("rng."):]: v for key, v in rest.items() if key.startswith("rng.")}
-    return meta["epoch"], rng
+    return meta["position"], rng
 
 
 # ---- metrics -----------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ captured whole in a CUDA graph; the last partial batch of an epoch is dropped fo
 """
 import json
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from datetime import datetime
@@ -43,15 +45,27 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
-def train_step(model, optimizer, x, y, cfg: TrainConfig) -> torch.Tensor:
+def train_step(model, optimizer, x, y, cfg: TrainConfig, beta: float) -> torch.Tensor:
     """One Adam step on a batch; returns [total, recon, kl] as a detached device tensor."""
     logits, mu, logvar, z = model(x, y)
-    total, recon, kl = vae_loss(logits, x, mu, logvar, z, beta=cfg.beta, likelihood=cfg.likelihood,
-                                kl=cfg.kl, std=cfg.gaussian_std)
+    total, recon, kl = vae_loss(logits, x, mu, logvar, z, beta=beta, likelihood=cfg.likelihood,
+                                kl=cfg.kl, std=cfg.gaussian_std, objective=cfg.objective,
+                                mmd_weight=cfg.mmd_weight)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if cfg.clip_grad:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        total = torch.where(torch.isfinite(norm), total, norm)  # a non-finite gradient shows as the loss
     optimizer.step()
     return torch.stack([total, recon, kl]).detach()
+
+
+def kl_weight(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
+    """beta, reached linearly over the first `kl_warmup` epochs (counted in steps)."""
+    if not cfg.kl_warmup:
+        return cfg.beta
+    done = (epoch - 1) * steps + step
+    return cfg.beta * min(1.0, done / (cfg.kl_warmup * steps))
 
 
 @torch.no_grad()
@@ -63,7 +77,7 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig) -> dict:
         x = to_float(x_uint8[start:start + cfg.eval_batch_size])
         logits, mu, logvar, z = model(x, y[start:start + cfg.eval_batch_size])
         _, recon, kl = vae_loss(logits, x, mu, logvar, z, likelihood=cfg.likelihood, kl=cfg.kl,
-                                std=cfg.gaussian_std)
+                                std=cfg.gaussian_std)  # the ELBO's terms, whatever the objective
         sums += torch.stack([recon, kl]) * len(x)
     model.train()
     recon, kl = (sums / len(x_uint8)).tolist()
@@ -152,6 +166,9 @@ def resume(run_dir: str | Path, epochs: int | None = None, progress: bool = True
     """Continue a run from its last checkpoint, optionally up to a new number of epochs."""
     run_dir = Path(run_dir)
     saved = runs.read_json(run_dir / "config.json")
+    if not (run_dir / "checkpoint.safetensors").is_file():
+        raise VaelabError(f"{run_dir} has no checkpoint yet (it stopped before its first one); "
+                          f"start again with `vaelab train ... --out {run_dir} --overwrite`")
     cfg = TrainConfig(**{**saved["train"], **({"epochs": epochs} if epochs else {})})
     if cfg.epochs != saved["train"]["epochs"]:
         runs.write_json(run_dir / "config.json", {**saved, "train": asdict(cfg)})
@@ -162,17 +179,47 @@ def resume(run_dir: str | Path, epochs: int | None = None, progress: bool = True
     return fit(cfg, model, data, run_dir, progress=progress, resume=True)
 
 
+class Interrupted(VaelabError):
+    """Training stopped by SIGINT or SIGTERM after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
+
+    def __enter__(self):
+        self.signum = None
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, _frame):
+        self.signum = signum
+
+    def __exit__(self, *_):
+        if self.active:
+            for s, handler in self.previous.items():
+                signal.signal(s, handler)
+
+
 def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, *, progress: bool = True,
         resume: bool = False) -> Path:
-    """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch."""
+    """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
+
+    SIGINT/SIGTERM finish the current step, write a checkpoint and raise Interrupted; a
+    non-finite loss stops with a message and leaves the last good checkpoint in place.
+    """
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     order = torch.Generator().manual_seed(cfg.seed)  # data order, apart from weight init and z
-    start = 1
+    position = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
     if resume:
-        done, rng = runs.load_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer)
+        position, rng = runs.load_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer)
         set_rng_state(rng, order, device)
-        start = done + 1
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
@@ -180,35 +227,59 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, *, progress: bo
     if steps == 0:
         raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
 
-    for epoch in range(start, cfg.epochs + 1):
-        started = time.perf_counter()
-        perm = torch.randperm(len(train_x), generator=order).to(device)
-        sums = torch.zeros(3, device=device)
-        bar = tqdm(total=steps * cfg.batch_size, unit="img", unit_scale=True, leave=False,
-                   desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress)
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            sums += train_step(model, optimizer, to_float(train_x[idx]), train_y[idx], cfg)
-            bar.update(cfg.batch_size)
-            if i % 25 == 24:
-                bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # sync only every 25 steps
-        bar.close()
-        train_means = (sums / steps).tolist()
-        train_seconds = time.perf_counter() - started
-        test = evaluate(model, test_x, test_y, cfg)
-        seconds = time.perf_counter() - started
-        row = {"epoch": epoch,
-               **{f"train_{k}": v for k, v in zip(METRIC_KEYS, train_means)},
-               **{f"test_{k}": test[k] for k in METRIC_KEYS},
-               "test_elbo": test["elbo"], "seconds": seconds,
-               "images_per_second": steps * cfg.batch_size / train_seconds}
-        if not all(np.isfinite(v) for v in row.values()):
-            raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); try a lower --lr or a smaller --beta")
-        save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
-        runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
-        runs.save_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer, epoch, rng_state(order, device))
-        runs.append_metrics(run_dir, row)
-        print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
-              f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
-              f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
+    def checkpoint(epochs_done, step, sums, seconds, order_state):
+        rng = {**rng_state(order, device), "order": order_state}
+        where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
+        runs.save_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer, where, rng)
+
+    with StopSignals() as stop:
+        for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
+            order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
+            perm = torch.randperm(len(train_x), generator=order).to(device)
+            first = position["step"] if epoch == position["epoch"] + 1 else 0
+            sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
+            started = time.perf_counter() - (position["seconds"] if first else 0.0)
+            bar = tqdm(total=steps * cfg.batch_size, initial=first * cfg.batch_size, unit="img", unit_scale=True,
+                       leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress)
+            for i in range(first, steps):
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                beta = kl_weight(cfg, epoch, i, steps)
+                loss = train_step(model, optimizer, to_float(train_x[idx]), train_y[idx], cfg, beta)
+                if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
+                    raise VaelabError(
+                        f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
+                        f"last good checkpoint (end of epoch {epoch - 1}) is kept in {run_dir}. Try a lower "
+                        f"--lr (now {cfg.lr}), --kl-warmup 1, or --clip-grad 10")
+                sums += loss
+                bar.update(cfg.batch_size)
+                if i % 25 == 24:
+                    bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
+                if stop.signum is not None:
+                    checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
+                    bar.close()
+                    raise Interrupted(
+                        f"stopped by {signal.Signals(stop.signum).name} in epoch {epoch} after step {i + 1} "
+                        f"of {steps}; checkpoint written. Continue with: vaelab train --resume {run_dir}",
+                        stop.signum)
+            bar.close()
+            train_means = (sums / steps).tolist()
+            train_seconds = time.perf_counter() - started
+            test = evaluate(model, test_x, test_y, cfg)
+            seconds = time.perf_counter() - started
+            row = {"epoch": epoch,
+                   **{f"train_{k}": v for k, v in zip(METRIC_KEYS, train_means)},
+                   **{f"test_{k}": test[k] for k in METRIC_KEYS},
+                   "test_elbo": test["elbo"], "seconds": seconds,
+                   "images_per_second": steps * cfg.batch_size / train_seconds}
+            if not all(np.isfinite(v) for v in row.values()):
+                raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
+                                  f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")
+            save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
+            runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
+            checkpoint(epoch, 0, torch.zeros(3), 0.0, order.get_state())
+            runs.append_metrics(run_dir, row)
+            position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
+            print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
+                  f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
+                  f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
     return run_dir

@@ -30,6 +30,8 @@ MODELS = {
     "conv": Preset("conv", False, (62_794, 65_089), "convolutional VAE, 32-64 channels, Dense 14"),
     "cvae": Preset("conv", True, (131_786, 96_449), "conditional convolutional VAE"),
     "cvae-mlp": Preset("mlp", True, (409_092, 408_848), "conditional fully connected VAE"),
+    "mlp-iwae": Preset("mlp", False, (217_300, 207_984), "Burda et al. 2015: 2x200 tanh each side, latent 50",
+                       (("hidden_dim", 200), ("hidden_layers", 2), ("activation", "tanh"), ("latent_dim", 50))),
 }
 
 

@@ -1,8 +1,10 @@
-"""Fully connected VAE (`mlp`) and its conditional version (`cvae-mlp`).
+"""Fully connected VAE (`mlp`), its conditional version (`cvae-mlp`) and `mlp-iwae`.
 
-Encoder: x flattened (concatenated with the one-hot label when conditional) -> Dense hidden ReLU
--> two heads, mu and logvar. Decoder: z (with the label) -> Dense hidden ReLU -> Dense pixels
--> Bernoulli logits. Defaults follow SPEC.md: 784 -> 512 -> 2.
+Encoder: x flattened (concatenated with the one-hot label when conditional) -> `hidden_layers`
+Dense layers -> two heads, mu and logvar. Decoder: z (with the label) -> `hidden_layers` Dense
+layers -> Dense pixels -> Bernoulli logits. Defaults follow SPEC.md: 784 -> 512 ReLU -> 2.
+`mlp-iwae` is the one-stochastic-layer model of Burda et al. 2015: two layers of 200 tanh units
+each side and latent 50.
 """
 from dataclasses import dataclass, field
 from math import prod
@@ -18,7 +20,16 @@ class MLPConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
     latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1})
-    hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layer", "min": 1})
+    hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1})
+    hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1})
+    activation: str = field(default="relu", metadata={"help": "activation of the hidden layers", "choices": ("relu", "tanh")})
+
+
+def _stack(width_in: int, c: MLPConfig) -> nn.Sequential:
+    """hidden_layers x (Dense hidden_dim + activation)."""
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[c.activation]
+    widths = [width_in] + [c.hidden_dim] * c.hidden_layers
+    return nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), act())))
 
 
 def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
@@ -31,13 +42,13 @@ class MLPEncoder(nn.Module):
     def __init__(self, c: MLPConfig):
         super().__init__()
         self.num_classes = c.num_classes
-        self.hidden = nn.Linear(prod(c.input_shape) + c.num_classes, c.hidden_dim)
+        self.hidden = _stack(prod(c.input_shape) + c.num_classes, c)
         self.mu = nn.Linear(c.hidden_dim, c.latent_dim)
         self.logvar = nn.Linear(c.hidden_dim, c.latent_dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         h = _with_label(x.flatten(1), y, self.num_classes)  # [B, C*H*W (+ classes)]
-        h = torch.relu(self.hidden(h))  # [B, hidden]
+        h = self.hidden(h)  # [B, hidden]
         return self.mu(h), self.logvar(h)  # [B, latent] each
 
 
@@ -45,11 +56,11 @@ class MLPDecoder(nn.Module):
     def __init__(self, c: MLPConfig):
         super().__init__()
         self.num_classes, self.output_shape = c.num_classes, c.input_shape
-        self.hidden = nn.Linear(c.latent_dim + c.num_classes, c.hidden_dim)
+        self.hidden = _stack(c.latent_dim + c.num_classes, c)
         self.out = nn.Linear(c.hidden_dim, prod(c.input_shape))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = torch.relu(self.hidden(_with_label(z, y, self.num_classes)))  # [B, hidden]
+        h = self.hidden(_with_label(z, y, self.num_classes))  # [B, hidden]
         return self.out(h).view(-1, *self.output_shape)  # [B, C, H, W] logits
 
 
