@@ -7,6 +7,7 @@ from pathlib import Path
 from vaelab.config import TrainConfig, add_fields, from_args
 from vaelab.errors import VaelabError
 from vaelab.models import FAMILIES, MODELS, option_fields
+from vaelab.train import RESUME_OVERRIDES
 
 
 def model_option_names() -> list[str]:
@@ -43,7 +44,7 @@ def cmd_summary(args) -> None:
 def cmd_train(args) -> None:
     from vaelab.train import resume, train
     if args.resume:
-        run_dir = resume(args.resume, epochs=args.epochs_given, progress=not args.no_progress)
+        run_dir = resume(args.resume, progress=not args.no_progress, **args.given)
     else:
         cfg = from_args(TrainConfig, args)
         run_dir = train(cfg, model_options(args), out=args.out, overwrite=args.overwrite,
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its saved settings are used; --epochs may extend it)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint with its saved settings; --epochs, --lr and --clip-grad may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
     p.set_defaults(handler=cmd_train)
 
@@ -126,11 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
-    args.epochs_given = getattr(args, "epochs", None) if given else None  # for --resume
+    flags = {a.split("=")[0] for a in argv}
+    args.given = {k: getattr(args, k) for k in RESUME_OVERRIDES if "--" + k.replace("_", "-") in flags}
     try:
         args.handler(args)
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:  # before training began, or outside it: nothing to save
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130
     return 0

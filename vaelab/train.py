@@ -152,31 +152,41 @@ def set_rng_state(state: dict, generator: torch.Generator, device) -> None:
 def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | None = None,
           overwrite: bool = False, progress: bool = True) -> Path:
     """Train a new model and write its run folder; returns the folder."""
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
-    model = build_model(cfg.model, config).to(device)
-    run_dir = new_run_dir(cfg, out, overwrite)
-    runs.write_json(run_dir / "config.json", run_config(cfg, model, data, device))
-    return fit(cfg, model, data, run_dir, progress=progress)
+    with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+        config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
+        model = build_model(cfg.model, config).to(device)
+        run_dir = new_run_dir(cfg, out, overwrite)
+        runs.write_json(run_dir / "config.json", run_config(cfg, model, data, device))
+        return fit(cfg, model, data, run_dir, stop, progress=progress)
 
 
-def resume(run_dir: str | Path, epochs: int | None = None, progress: bool = True) -> Path:
-    """Continue a run from its last checkpoint, optionally up to a new number of epochs."""
+RESUME_OVERRIDES = ("epochs", "lr", "clip_grad")  # what may change when a run is continued
+
+
+def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
+    """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
+    learning rate or gradient clipping (e.g. after a divergence)."""
     run_dir = Path(run_dir)
     saved = runs.read_json(run_dir / "config.json")
     if not (run_dir / "checkpoint.safetensors").is_file():
         raise VaelabError(f"{run_dir} has no checkpoint yet (it stopped before its first one); "
                           f"start again with `vaelab train ... --out {run_dir} --overwrite`")
-    cfg = TrainConfig(**{**saved["train"], **({"epochs": epochs} if epochs else {})})
-    if cfg.epochs != saved["train"]["epochs"]:
+    unknown = set(overrides) - set(RESUME_OVERRIDES)
+    if unknown:
+        raise VaelabError(f"--resume continues a run with its own settings; only --epochs, --lr and "
+                          f"--clip-grad may change, not {', '.join(sorted(unknown))}")
+    cfg = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
+    if asdict(cfg) != saved["train"]:
         runs.write_json(run_dir / "config.json", {**saved, "train": asdict(cfg)})
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    model = build_model(cfg.model, saved["model_config"]).to(device)
-    return fit(cfg, model, data, run_dir, progress=progress, resume=True)
+    with StopSignals() as stop:
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+        model = build_model(cfg.model, saved["model_config"]).to(device)
+        return fit(cfg, model, data, run_dir, stop, progress=progress, resume=True)
 
 
 class Interrupted(VaelabError):
@@ -206,8 +216,8 @@ class StopSignals:
                 signal.signal(s, handler)
 
 
-def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, *, progress: bool = True,
-        resume: bool = False) -> Path:
+def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals", *,
+        progress: bool = True, resume: bool = False) -> Path:
     """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
 
     SIGINT/SIGTERM finish the current step, write a checkpoint and raise Interrupted; a
@@ -220,6 +230,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, *, progress: bo
     if resume:
         position, rng = runs.load_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer)
         set_rng_state(rng, order, device)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr  # the run's learning rate, changed or not by --resume --lr
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
@@ -232,54 +244,54 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, *, progress: bo
         where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
         runs.save_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer, where, rng)
 
-    with StopSignals() as stop:
-        for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
-            order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
-            perm = torch.randperm(len(train_x), generator=order).to(device)
-            first = position["step"] if epoch == position["epoch"] + 1 else 0
-            sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
-            started = time.perf_counter() - (position["seconds"] if first else 0.0)
-            bar = tqdm(total=steps * cfg.batch_size, initial=first * cfg.batch_size, unit="img", unit_scale=True,
-                       leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress)
-            for i in range(first, steps):
-                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                beta = kl_weight(cfg, epoch, i, steps)
-                loss = train_step(model, optimizer, to_float(train_x[idx]), train_y[idx], cfg, beta)
-                if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
-                    raise VaelabError(
-                        f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
-                        f"last good checkpoint (end of epoch {epoch - 1}) is kept in {run_dir}. Try a lower "
-                        f"--lr (now {cfg.lr}), --kl-warmup 1, or --clip-grad 10")
-                sums += loss
-                bar.update(cfg.batch_size)
-                if i % 25 == 24:
-                    bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
-                if stop.signum is not None:
-                    checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
-                    bar.close()
-                    raise Interrupted(
-                        f"stopped by {signal.Signals(stop.signum).name} in epoch {epoch} after step {i + 1} "
-                        f"of {steps}; checkpoint written. Continue with: vaelab train --resume {run_dir}",
-                        stop.signum)
-            bar.close()
-            train_means = (sums / steps).tolist()
-            train_seconds = time.perf_counter() - started
-            test = evaluate(model, test_x, test_y, cfg)
-            seconds = time.perf_counter() - started
-            row = {"epoch": epoch,
-                   **{f"train_{k}": v for k, v in zip(METRIC_KEYS, train_means)},
-                   **{f"test_{k}": test[k] for k in METRIC_KEYS},
-                   "test_elbo": test["elbo"], "seconds": seconds,
-                   "images_per_second": steps * cfg.batch_size / train_seconds}
-            if not all(np.isfinite(v) for v in row.values()):
-                raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
-                                  f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")
-            save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
-            runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
-            checkpoint(epoch, 0, torch.zeros(3), 0.0, order.get_state())
-            runs.append_metrics(run_dir, row)
-            position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
-            print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
-                  f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
-                  f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
+    for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
+        order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
+        perm = torch.randperm(len(train_x), generator=order).to(device)
+        first = position["step"] if epoch == position["epoch"] + 1 else 0
+        sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
+        started = time.perf_counter() - (position["seconds"] if first else 0.0)
+        bar = tqdm(total=steps * cfg.batch_size, initial=first * cfg.batch_size, unit="img", unit_scale=True,
+                   leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress)
+        for i in range(first, steps):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            beta = kl_weight(cfg, epoch, i, steps)
+            loss = train_step(model, optimizer, to_float(train_x[idx]), train_y[idx], cfg, beta)
+            if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
+                raise VaelabError(
+                    f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
+                    f"last good checkpoint (end of epoch {epoch - 1}) is kept in {run_dir}. Try a lower "
+                    f"learning rate (now {cfg.lr}) or gradient clipping from there: vaelab train --resume "
+                    f"{run_dir} --lr {cfg.lr / 10:g} --clip-grad 10; or train again with --kl-warmup 1")
+            sums += loss
+            bar.update(cfg.batch_size)
+            if i % 25 == 24:
+                bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
+            if stop.signum is not None:
+                checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
+                bar.close()
+                raise Interrupted(
+                    f"stopped by {signal.Signals(stop.signum).name} in epoch {epoch} after step {i + 1} "
+                    f"of {steps}; checkpoint written. Continue with: vaelab train --resume {run_dir}",
+                    stop.signum)
+        bar.close()
+        train_means = (sums / steps).tolist()
+        train_seconds = time.perf_counter() - started
+        test = evaluate(model, test_x, test_y, cfg)
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch,
+               **{f"train_{k}": v for k, v in zip(METRIC_KEYS, train_means)},
+               **{f"test_{k}": test[k] for k in METRIC_KEYS},
+               "test_elbo": test["elbo"], "seconds": seconds,
+               "images_per_second": steps * cfg.batch_size / train_seconds}
+        if not all(np.isfinite(v) for v in row.values()):
+            raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
+                              f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")
+        save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
+        runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
+        checkpoint(epoch, 0, torch.zeros(3), 0.0, order.get_state())
+        runs.append_metrics(run_dir, row)
+        position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
+        print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
+              f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
+              f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
     return run_dir

@@ -1,0 +1,150 @@
+"""Interruption, resume, divergence and hostile files: a user loses nothing and runs no code."""
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaelab.config import TrainConfig
+from vaelab.errors import CheckpointError, VaelabError
+from vaelab.runs import load_model, read_metrics
+from vaelab.train import resume, train
+
+TRAIN = ["train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2", "--seed", "5",
+         "--no-progress"]
+
+
+def start(out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaelab", *args], capture_output=True, text=True, timeout=600)
+
+
+def weights(run: Path) -> dict:
+    return load_file(run / "model.safetensors")
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def losses(run: Path) -> list:
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in read_metrics(run)]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight") / "run"
+    result = finish(*TRAIN, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_ctrl_c_at_a_random_moment_then_resume_is_bit_exact(trial, straight, tmp_path):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for(out / "config.json")  # training has begun
+    time.sleep(random.Random(trial).uniform(0.2, 3.0))
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode != 0:  # stopped before the end: it must say how to go on
+        assert process.returncode == 128 + signal.SIGINT, stderr
+        assert "checkpoint written. Continue with: vaelab train --resume" in stderr
+        result = finish("train", "--resume", str(out), "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    assert same_weights(straight, out)
+    assert losses(straight) == losses(out)
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_kill_9_leaves_a_loadable_checkpoint(trial, straight, tmp_path):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for(out / "checkpoint.safetensors")  # kill only once a first checkpoint exists
+    time.sleep(random.Random(10 + trial).uniform(0.0, 2.0))
+    process.kill()
+    process.wait(timeout=60)
+    load_model(out, weights="checkpoint.safetensors")  # complete, never half-written
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    if len(rows) < 2:
+        result = finish("train", "--resume", str(out), "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert same_weights(straight, out)
+
+
+def test_sigterm_also_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    process = start(out)
+    wait_for(out / "config.json")
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
+    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "run"), progress=False)
+    good = weights(run)
+    with pytest.raises(VaelabError, match=r"non-finite in epoch 2 at step \d+ of 31.*--resume .* --lr .* --clip-grad"):
+        resume(run, epochs=2, lr=1e30, progress=False)  # an absurd learning rate overflows the weights
+    kept = load_file(run / "checkpoint.safetensors")
+    assert all(torch.equal(kept[k], good[k]) for k in good)
+    assert [r["epoch"] for r in read_metrics(run)] == [1]
+
+
+def test_a_pickle_where_weights_belong_is_refused_and_never_run(tmp_path):
+    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "run"), progress=False)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name in ("model.safetensors", "checkpoint.safetensors"):
+        (run / name).write_bytes(pickle.dumps(Payload()))
+        with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+            load_model(run, weights=name)
+    result = finish("train", "--resume", str(run), "--no-progress")
+    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
+    result = finish("sample", str(run))
+    assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
+    assert not marker.exists()
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": {}, "model": "mlp"}))
+    with pytest.raises(VaelabError, match="has no checkpoint yet.*--overwrite"):
+        resume(run)
+
+
+def test_run_folder_with_missing_files(tmp_path):
+    with pytest.raises(VaelabError, match="does not exist"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VaelabError, match="config.json is missing"):
+        load_model(tmp_path / "empty")
