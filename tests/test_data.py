@@ -394,3 +394,70 @@ def test_describe_lists_the_sample_and_says_why_others_are_missing_without_downl
     table = format_data_table()
     assert "mnist-sample" in table and "4,000" in table and "1,000" in table
     assert "cifar-10-binary.tar.gz" in table
+
+
+# ---- the user's own images: folder:PATH and npz:FILE ----------------------------------------
+
+def write_png(path, array):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_folder_with_one_sub_folder_per_class(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        for i in range(10):
+            write_png(tmp_path / "pets" / cls / f"{i}.png", rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
+    data = load_dataset(f"folder:{tmp_path / 'pets'}")
+    assert data.classes == ("cat", "dog") and data.labelled
+    assert data.image_shape == (3, 24, 20)
+    assert len(data.train_x) == 18 and len(data.test_x) == 2
+    assert sorted(torch.cat([data.train_y, data.test_y]).tolist()) == [0] * 10 + [1] * 10
+
+
+def test_flat_grey_folder_has_no_labels_and_a_conditional_model_says_so(tmp_path):
+    for i in range(5):
+        write_png(tmp_path / "flat" / f"{i}.png", np.full((16, 16), i * 40, dtype=np.uint8))
+    data = load_dataset(f"folder:{tmp_path / 'flat'}")
+    assert not data.labelled and data.image_shape == (1, 16, 16)
+    from vaelab.config import TrainConfig
+    from vaelab.train import train
+    with pytest.raises(VaelabError, match="conditional and needs labels"):
+        train(TrainConfig(model="cvae", dataset=f"folder:{tmp_path / 'flat'}", epochs=1), out=str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_folder_with_mixed_sizes_names_the_file(tmp_path):
+    write_png(tmp_path / "f" / "a.png", np.zeros((16, 16), np.uint8))
+    write_png(tmp_path / "f" / "b.png", np.zeros((20, 16), np.uint8))
+    with pytest.raises(DataFormatError, match="b.png is 16x20 but .*a.png is 16x16"):
+        load_dataset(f"folder:{tmp_path / 'f'}")
+
+
+def test_npz_layouts_and_errors(tmp_path):
+    x = np.random.default_rng(0).random((30, 12, 12, 3)).astype(np.float32)  # NHWC floats in [0, 1]
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(30) % 3)
+    data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
+    assert data.image_shape == (3, 12, 12) and data.classes == ("0", "1", "2")
+    assert len(data.train_x) + len(data.test_x) == 30 and data.train_x.dtype == torch.uint8
+    np.savez(tmp_path / "bad.npz", images=x)
+    with pytest.raises(DataFormatError, match="no array named 'x'"):
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+    np.savez(tmp_path / "range.npz", x=x * 3)
+    with pytest.raises(DataFormatError, match=r"floats in \[0, 1\]"):
+        load_dataset(f"npz:{tmp_path / 'range.npz'}")
+
+
+def test_user_images_train_with_shapes_from_the_input(tmp_path):
+    from vaelab.config import TrainConfig
+    from vaelab.train import train
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (300, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 4, 300))
+    run = train(TrainConfig(model="cvae", dataset=f"npz:{tmp_path / 'd.npz'}", epochs=1, batch_size=32),
+                out=str(tmp_path / "run"), progress=False)
+    assert (run / "recon" / "epoch_001.png").is_file()
+    np.savez(tmp_path / "odd.npz", x=rng.integers(0, 256, (50, 1, 18, 18), dtype=np.uint8))
+    with pytest.raises(VaelabError, match="multiples of 4"):
+        train(TrainConfig(model="conv", dataset=f"npz:{tmp_path / 'odd.npz'}", epochs=1, batch_size=8),
+              out=str(tmp_path / "run2"), progress=False)

@@ -22,7 +22,8 @@ def _opt(default, help, **extra):
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = _opt("conv", "model to train", choices=tuple(MODELS))
-    dataset: str = _opt("mnist", "data set name", choices=DATASET_NAMES)
+    dataset: str = _opt("mnist", f"data set: {', '.join(DATASET_NAMES)}, or your own images as "
+                                 "folder:PATH (a sub-folder per class, or flat) or npz:FILE (arrays x, y)")
     data_dir: str | None = _opt(None, "folder holding the data set's original files (searched first)")
     epochs: int = _opt(10, "passes over the training set", min=1)
     batch_size: int = _opt(128, "images per optimisation step", min=1)

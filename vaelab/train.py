@@ -27,7 +27,7 @@ from vaelab.data import ImageData, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.images import image_grid, save_png
 from vaelab.losses import vae_loss
-from vaelab.models import build_model, count_params, make_config
+from vaelab.models import build_model, count_params, get_preset, make_config
 
 METRIC_KEYS = ("total", "recon", "kl")
 
@@ -85,9 +85,13 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig) -> dict:
 
 
 def fixed_images(data: ImageData, n: int = 8) -> torch.Tensor:
-    """Indices of n test images, one per class in turn, shown every epoch."""
-    picks = [int(torch.nonzero(data.test_y == k % data.num_classes)[k // data.num_classes]) for k in range(n)]
-    return torch.tensor(picks)
+    """Indices of n test images, classes in turn (0, 1, 2, ...), shown every epoch."""
+    y = data.test_y
+    rank = torch.zeros_like(y)  # how many earlier test images share the label
+    for k in range(data.num_classes):
+        where = torch.nonzero(y == k).flatten()
+        rank[where] = torch.arange(len(where))
+    return torch.argsort(rank * data.num_classes + y, stable=True)[:n]
 
 
 @torch.no_grad()
@@ -156,6 +160,9 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
+        if get_preset(cfg.model).conditional and not data.labelled:
+            raise VaelabError(f"model '{cfg.model}' is conditional and needs labels, but {cfg.dataset} has "
+                              f"none; put the images in one sub-folder per class, or use mlp or conv")
         config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
         model = build_model(cfg.model, config).to(device)
         run_dir = new_run_dir(cfg, out, overwrite)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.data import formats
+from vaelab.data import formats, user
 from vaelab.data.sources import (DATASETS, DatasetSpec, cache_dir, check_data_dir, dataset_in,
                                  download_files, find_file, get_spec, locate_dataset,
                                  not_found_help)
@@ -30,6 +30,7 @@ class ImageData:
     test_y: torch.Tensor = field(repr=False)   # int64 [M]
     classes: tuple[str, ...]
     source: str                                # the folder or file the data were read from
+    labelled: bool = True                      # False for a user's folder or npz without labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -47,6 +48,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     When none holds it and `download` is true, its files are downloaded into the cache from
     `mirrors` (default: the data set's usual public mirrors) and checked against their SHA-256.
     """
+    if name.startswith(("folder:", "npz:")):
+        return load_user_dataset(name)
     spec = get_spec(name)
     found, tried = locate_dataset(name, data_dir)
     if found is None:
@@ -60,6 +63,14 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     except DataFormatError as e:
         origin = f"\nThe original files: {spec.mirrors[0]}" if spec.mirrors else ""
         raise DataFormatError(f"{e}{origin}") from None
+
+
+def load_user_dataset(name: str) -> ImageData:
+    kind, path = name.split(":", 1)
+    read = user.read_folder if kind == "folder" else user.read_npz
+    train_x, train_y, test_x, test_y, classes, labelled = read(path)
+    return ImageData(name, as_tensor(train_x, np.uint8), as_tensor(train_y, np.int64),
+                     as_tensor(test_x, np.uint8), as_tensor(test_y, np.int64), classes, path, labelled)
 
 
 def as_tensor(arr: np.ndarray, dtype) -> torch.Tensor:

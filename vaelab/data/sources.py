@@ -84,7 +84,8 @@ DATASETS = {
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise VaelabError(f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}")
+        raise VaelabError(f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}, "
+                          f"or your own images as folder:PATH or npz:FILE")
     return DATASETS[name]
 
 

@@ -20,9 +20,10 @@ DATA_FIELDS = ("input_shape", "num_classes")  # set from the data set, not by th
 class Preset:
     family: str
     conditional: bool
-    params: tuple[int, int]  # (encoder, decoder) at 28x28x1 with 10 classes and the defaults
+    params: tuple[int, int]  # (encoder, decoder) for images of `shape` with 10 classes
     about: str
     options: tuple[tuple[str, Any], ...] = ()  # config fields that differ from the family's defaults
+    shape: tuple[int, int, int] = (1, 28, 28)
 
 
 MODELS = {
@@ -32,6 +33,8 @@ MODELS = {
     "cvae-mlp": Preset("mlp", True, (409_092, 408_848), "conditional fully connected VAE"),
     "mlp-iwae": Preset("mlp", False, (217_300, 207_984), "Burda et al. 2015: 2x200 tanh each side, latent 50",
                        (("hidden_dim", 200), ("hidden_layers", 2), ("activation", "tanh"), ("latent_dim", 50))),
+    "conv-cifar": Preset("conv", False, (2_599_808, 1_489_027), "wider, deeper conv VAE for 32x32 colour, latent 128",
+                         (("channels", (64, 128, 256)), ("dense_dim", 512), ("latent_dim", 128)), (3, 32, 32)),
 }
 
 
