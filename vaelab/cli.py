@@ -1,5 +1,6 @@
 """The `vaelab` command: one subcommand per job, flags derived from the config dataclasses."""
 import argparse
+import os
 import math
 import sys
 from pathlib import Path
@@ -41,15 +42,35 @@ def cmd_summary(args) -> None:
     print(format_summary(args.model, build_model(args.model, config)))
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int | None:
+    from vaelab import distributed
     from vaelab.train import resume, train
-    if args.resume:
-        run_dir = resume(args.resume, progress=not args.no_progress, **args.given)
-    else:
-        cfg = from_args(TrainConfig, args)
-        run_dir = train(cfg, model_options(args), out=args.out, overwrite=args.overwrite,
-                        progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
+    if args.nproc and not distributed.launched():
+        return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
+    try:
+        if args.resume:
+            run_dir = resume(args.resume, progress=not args.no_progress, **args.given)
+        else:
+            cfg = from_args(TrainConfig, args)
+            run_dir = train(cfg, model_options(args), out=args.out, overwrite=args.overwrite,
+                            progress=not args.no_progress)
+    finally:
+        distributed.teardown()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run folder: {run_dir}")
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """argv less `flag VALUE` or `flag=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
 
 
 def cmd_sample(args) -> None:
@@ -107,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint with its saved settings; --epochs, --lr and --clip-grad may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
+    p.add_argument("--nproc", type=positive_int, help="train with N processes on this machine via torch.distributed "
+                   "(same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays the global batch)")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("sample", help="write a PNG grid of images generated from z ~ N(0, I)")
@@ -129,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {a.split("=")[0] for a in argv}
     args.given = {k: getattr(args, k) for k in RESUME_OVERRIDES if "--" + k.replace("_", "-") in flags}
+    args.argv = argv
     try:
-        args.handler(args)
+        return args.handler(args) or 0
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:  # before training began, or outside it: nothing to save
         print("vaelab: interrupted", file=sys.stderr)
         return 130
-    return 0

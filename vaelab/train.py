@@ -21,9 +21,10 @@ import torch
 from tqdm import tqdm
 
 import vaelab
-from vaelab import runs
+from vaelab import distributed, runs
 from vaelab.config import TrainConfig
 from vaelab.data import ImageData, load_dataset
+from vaelab.distributed import Ranks, sum_all
 from vaelab.errors import VaelabError
 from vaelab.images import image_grid, save_png
 from vaelab.losses import vae_loss
@@ -45,9 +46,9 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
-def train_step(model, optimizer, x, y, cfg: TrainConfig, beta: float) -> torch.Tensor:
-    """One Adam step on a batch; returns [total, recon, kl] as a detached device tensor."""
-    logits, mu, logvar, z = model(x, y)
+def train_step(model, optimizer, x, y, eps, cfg: TrainConfig, beta: float) -> torch.Tensor:
+    """One Adam step on a batch (eps: its N(0, I) noise); returns [total, recon, kl], detached."""
+    logits, mu, logvar, z = model(x, y, eps)
     total, recon, kl = vae_loss(logits, x, mu, logvar, z, beta=beta, likelihood=cfg.likelihood,
                                 kl=cfg.kl, std=cfg.gaussian_std, objective=cfg.objective,
                                 mmd_weight=cfg.mmd_weight)
@@ -69,18 +70,26 @@ def kl_weight(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, x_uint8, y, cfg: TrainConfig) -> dict:
-    """Mean test loss terms (z sampled, as in training) and the test ELBO, in nats per image."""
+def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dict:
+    """Mean test loss terms (z sampled, as in training) and the test ELBO, in nats per image.
+
+    With several processes each takes every W-th test image and the sums are added up."""
     model.eval()
-    sums = torch.zeros(2, device=x_uint8.device)
+    device = x_uint8.device
+    noise = torch.Generator(device).manual_seed(cfg.seed + 1)  # the same z noise every epoch, apart from training's
+    eps = torch.randn(len(x_uint8), model.config.latent_dim, generator=noise, device=device)
+    x_uint8, y, eps = (t[ranks.rank::ranks.world] for t in (x_uint8, y, eps))
+    sums = torch.zeros(3, device=device)
     for start in range(0, len(x_uint8), cfg.eval_batch_size):
         x = to_float(x_uint8[start:start + cfg.eval_batch_size])
-        logits, mu, logvar, z = model(x, y[start:start + cfg.eval_batch_size])
+        batch = slice(start, start + cfg.eval_batch_size)
+        logits, mu, logvar, z = model(x, y[batch], eps[batch])
         _, recon, kl = vae_loss(logits, x, mu, logvar, z, likelihood=cfg.likelihood, kl=cfg.kl,
                                 std=cfg.gaussian_std)  # the ELBO's terms, whatever the objective
-        sums += torch.stack([recon, kl]) * len(x)
+        sums += torch.stack([recon * len(x), kl * len(x), recon.new_tensor(len(x))])
     model.train()
-    recon, kl = (sums / len(x_uint8)).tolist()
+    recon_sum, kl_sum, count = sum_all(sums, ranks).tolist()
+    recon, kl = recon_sum / count, kl_sum / count
     return {"total": recon + cfg.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
 
@@ -123,7 +132,7 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def run_config(cfg: TrainConfig, model, data: ImageData, device) -> dict:
+def run_config(cfg: TrainConfig, model, data: ImageData, device, ranks: Ranks = Ranks()) -> dict:
     return {
         "vaelab_version": vaelab.__version__,
         "model": cfg.model,
@@ -135,6 +144,7 @@ def run_config(cfg: TrainConfig, model, data: ImageData, device) -> dict:
         "command": sys.argv,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "device": describe_device(device),
+        "processes": ranks.world,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -157,7 +167,7 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
           overwrite: bool = False, progress: bool = True) -> Path:
     """Train a new model and write its run folder; returns the folder."""
     with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
-        device = resolve_device(cfg.device)
+        ranks, device = distributed.setup(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
         if get_preset(cfg.model).conditional and not data.labelled:
@@ -165,9 +175,13 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
                               f"none; put the images in one sub-folder per class, or use mlp or conv")
         config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
         model = build_model(cfg.model, config).to(device)
-        run_dir = new_run_dir(cfg, out, overwrite)
-        runs.write_json(run_dir / "config.json", run_config(cfg, model, data, device))
-        return fit(cfg, model, data, run_dir, stop, progress=progress)
+        distributed.check_batch(cfg.batch_size, ranks)
+        run_dir = None
+        if ranks.main:
+            run_dir = new_run_dir(cfg, out, overwrite)
+            runs.write_json(run_dir / "config.json", run_config(cfg, model, data, device, ranks))
+        run_dir = Path(distributed.share(str(run_dir), ranks))
+        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress)
 
 
 RESUME_OVERRIDES = ("epochs", "lr", "clip_grad")  # what may change when a run is continued
@@ -186,14 +200,15 @@ def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
         raise VaelabError(f"--resume continues a run with its own settings; only --epochs, --lr and "
                           f"--clip-grad may change, not {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
-    if asdict(cfg) != saved["train"]:
-        runs.write_json(run_dir / "config.json", {**saved, "train": asdict(cfg)})
     with StopSignals() as stop:
-        device = resolve_device(cfg.device)
+        ranks, device = distributed.setup(resolve_device(cfg.device))
+        distributed.check_batch(cfg.batch_size, ranks)
+        if asdict(cfg) != saved["train"] and ranks.main:
+            runs.write_json(run_dir / "config.json", {**saved, "train": asdict(cfg)})
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
         model = build_model(cfg.model, saved["model_config"]).to(device)
-        return fit(cfg, model, data, run_dir, stop, progress=progress, resume=True)
+        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True)
 
 
 class Interrupted(VaelabError):
@@ -223,8 +238,15 @@ class StopSignals:
                 signal.signal(s, handler)
 
 
-def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals", *,
-        progress: bool = True, resume: bool = False) -> Path:
+def stop_requested(stop: "StopSignals", step: int, device, ranks: Ranks) -> bool:
+    """Whether a signal asked to stop; with several processes they agree every 25 steps."""
+    if ranks.world == 1:
+        return stop.signum is not None
+    return step % 25 == 24 and distributed.any_rank(stop.signum is not None, device, ranks)
+
+
+def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals",
+        ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False) -> Path:
     """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
 
     SIGINT/SIGTERM finish the current step, write a checkpoint and raise Interrupted; a
@@ -232,6 +254,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     """
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    trained = distributed.wrap(model, ranks)  # DDP with several processes, else the model itself
     order = torch.Generator().manual_seed(cfg.seed)  # data order, apart from weight init and z
     position = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
     if resume:
@@ -243,10 +266,14 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
     steps = len(train_x) // cfg.batch_size
+    latent_dim = model.config.latent_dim
     if steps == 0:
         raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
 
     def checkpoint(epochs_done, step, sums, seconds, order_state):
+        sums = sum_all(sums, ranks) / ranks.world  # every rank resumes from the mean partial sums
+        if not ranks.main:
+            return
         rng = {**rng_state(order, device), "order": order_state}
         where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
         runs.save_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer, where, rng)
@@ -258,11 +285,12 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
         started = time.perf_counter() - (position["seconds"] if first else 0.0)
         bar = tqdm(total=steps * cfg.batch_size, initial=first * cfg.batch_size, unit="img", unit_scale=True,
-                   leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress)
+                   leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and ranks.main))
         for i in range(first, steps):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][ranks.rank::ranks.world]  # this rank's shard
+            eps = torch.randn(cfg.batch_size, latent_dim, device=device)[ranks.rank::ranks.world]
             beta = kl_weight(cfg, epoch, i, steps)
-            loss = train_step(model, optimizer, to_float(train_x[idx]), train_y[idx], cfg, beta)
+            loss = train_step(trained, optimizer, to_float(train_x[idx]), train_y[idx], eps, cfg, beta)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 raise VaelabError(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
@@ -273,17 +301,18 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             bar.update(cfg.batch_size)
             if i % 25 == 24:
                 bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
-            if stop.signum is not None:
+            if stop_requested(stop, i, device, ranks):
                 checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
                 bar.close()
+                signum = stop.signum or signal.SIGTERM  # a rank told to stop by another rank
                 raise Interrupted(
-                    f"stopped by {signal.Signals(stop.signum).name} in epoch {epoch} after step {i + 1} "
+                    f"stopped by {signal.Signals(signum).name} in epoch {epoch} after step {i + 1} "
                     f"of {steps}; checkpoint written. Continue with: vaelab train --resume {run_dir}",
-                    stop.signum)
+                    signum)
         bar.close()
-        train_means = (sums / steps).tolist()
+        train_means = (sum_all(sums, ranks) / (steps * ranks.world)).tolist()
         train_seconds = time.perf_counter() - started
-        test = evaluate(model, test_x, test_y, cfg)
+        test = evaluate(model, test_x, test_y, cfg, ranks)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch,
                **{f"train_{k}": v for k, v in zip(METRIC_KEYS, train_means)},
@@ -293,11 +322,13 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         if not all(np.isfinite(v) for v in row.values()):
             raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
                               f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")
+        position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
+        checkpoint(epoch, 0, torch.zeros(3, device=device), 0.0, order.get_state())
+        if not ranks.main:
+            continue
         save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
         runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
-        checkpoint(epoch, 0, torch.zeros(3), 0.0, order.get_state())
         runs.append_metrics(run_dir, row)
-        position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
         print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
               f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
               f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)

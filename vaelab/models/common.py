@@ -6,13 +6,15 @@ from torch import nn
 from vaelab.errors import VaelabError
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
     """z = mu + eps * exp(logvar / 2), eps ~ N(0, I) (Kingma & Welling 2014, sec. 2.4).
 
-    eps comes from torch's global generator, which `torch.manual_seed` seeds and CUDA graphs
-    can capture safely.
+    eps, when not given, comes from torch's global generator, which `torch.manual_seed` seeds
+    and CUDA graphs can capture safely. Training passes it in (see vaelab.distributed).
     """
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tensor:

@@ -117,8 +117,8 @@ class ConvVAE(nn.Module):
     def decode(self, z, y=None):
         return self.decoder(z, y)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y])."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
+        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y]) (noise eps)."""
         mu, logvar = self.encoder(x, y)
-        z = reparameterize(mu, logvar)
+        z = reparameterize(mu, logvar, eps)
         return self.decoder(z, y), mu, logvar, z

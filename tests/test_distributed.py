@@ -1,0 +1,101 @@
+"""Two CPU processes on gloo against one process: same parameters, one run folder, no hangs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaelab.runs import read_metrics
+
+COMMON = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "128", "--seed", "1",
+          "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def vaelab(*args, env=ENV):
+    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def max_difference(a: Path, b: Path) -> float:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("single") / "run"
+    result = vaelab(*COMMON, "--epochs", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_two_processes_match_one_process_and_write_one_folder(single, tmp_path):
+    out = tmp_path / "run"
+    result = vaelab(*COMMON, "--epochs", "2", "--nproc", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("epoch 2/2") == 1 and result.stdout.count("run folder:") == 1  # rank 0 alone
+    assert max_difference(single, out) < 1e-4  # 62 Adam steps on the same global batches
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    rows, reference = read_metrics(out), read_metrics(single)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_total", "train_recon", "train_kl", "test_total", "test_elbo"):  # same batches, same noise
+        assert rows[-1][key] == pytest.approx(reference[-1][key], rel=1e-4)
+    for name in ("model.safetensors", "checkpoint.safetensors", "metrics.csv", "recon/epoch_002.png"):
+        assert (out / name).is_file()
+
+
+def test_distributed_resume_continues_the_same_run(single, tmp_path):
+    out = tmp_path / "run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "vaelab", *COMMON, "--epochs", "1", "--out", str(out)]
+    first = subprocess.run(torchrun, capture_output=True, text=True, timeout=600, env=ENV)
+    assert first.returncode == 0, first.stderr
+    result = vaelab("train", "--resume", out, "--epochs", "2", "--nproc", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    assert max_difference(single, out) < 1e-4
+
+
+def test_a_global_batch_that_does_not_split_is_refused(tmp_path):
+    result = vaelab(*COMMON, "--epochs", "1", "--batch-size", "127", "--nproc", "2", "--out", tmp_path / "run")
+    assert result.returncode != 0
+    assert "must divide by the 2 processes" in result.stderr
+
+
+def rank_pid(tag: str, rank: int) -> int | None:
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"VAELAB_TEST_TAG={tag}".encode() in environ and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_killing_one_rank_ends_the_job_with_an_error(tmp_path):
+    tag = uuid.uuid4().hex
+    out = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, "-m", "vaelab", *COMMON, "--epochs", "200", "--nproc", "2", "--out", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "VAELAB_TEST_TAG": tag})
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.safetensors").exists():  # both ranks are training
+        assert time.monotonic() < deadline and job.poll() is None, job.communicate()
+        time.sleep(0.1)
+    pid = rank_pid(tag, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode != 0
+    assert time.monotonic() - killed < 60  # bounded: the launcher tears the other rank down
+    assert "Signal 9 (SIGKILL) received by PID" in stderr or "exitcode  : -9" in stderr, stderr[-2000:]
