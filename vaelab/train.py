@@ -238,11 +238,12 @@ class StopSignals:
                 signal.signal(s, handler)
 
 
-def stop_requested(stop: "StopSignals", step: int, device, ranks: Ranks) -> bool:
-    """Whether a signal asked to stop; with several processes they agree every 25 steps."""
+def stop_requested(stop: "StopSignals", step: int, steps: int, device, ranks: Ranks) -> bool:
+    """Whether a signal asked to stop; several processes agree every 25 steps and at epoch end."""
     if ranks.world == 1:
         return stop.signum is not None
-    return step % 25 == 24 and distributed.any_rank(stop.signum is not None, device, ranks)
+    due = step % 25 == 24 or step == steps - 1
+    return due and distributed.any_rank(stop.signum is not None, device, ranks)
 
 
 def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals",
@@ -301,7 +302,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             bar.update(cfg.batch_size)
             if i % 25 == 24:
                 bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
-            if stop_requested(stop, i, device, ranks):
+            if stop_requested(stop, i, steps, device, ranks):
                 checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
                 bar.close()
                 signum = stop.signum or signal.SIGTERM  # a rank told to stop by another rank
