@@ -23,6 +23,7 @@ def run_dir(tmp_path_factory):
                     "--out", out, "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout and f"run folder: {out}" in result.stdout
+    assert f"report: {out / 'report.html'}" in result.stdout  # made at the end of training
     return out
 
 
@@ -93,3 +94,26 @@ def test_demo_runs_offline_on_the_sample(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "mnist-sample" in result.stdout
     assert (tmp_path / "demo" / "model.safetensors").is_file()
+    assert (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_report_writes_the_page_and_its_figures(run_dir):
+    result = vaelab("report", run_dir, "--grid", "31", "--walk", "1:7")
+    assert result.returncode == 0, result.stderr
+    page = (run_dir / "report.html").read_text()
+    for name in ("scatter", "manifold", "walks", "architecture", "curves"):
+        assert f"figures/{name}.png" in page and (run_dir / "figures" / f"{name}.png").is_file()
+
+
+def test_report_refuses_a_class_the_data_does_not_have(run_dir):
+    result = vaelab("report", run_dir, "--walk", "1:12")
+    assert result.returncode == 2
+    assert "12" in result.stderr and "0..9" in result.stderr
+
+
+def test_compare_prints_the_runs_numbers(run_dir, tmp_path):
+    result = vaelab("compare", run_dir, run_dir, "--out", tmp_path / "cmp")
+    assert result.returncode == 0, result.stderr
+    final = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert f"{final['test_elbo']:,.2f}" in result.stdout  # the table's own format
+    assert (tmp_path / "cmp" / "compare.html").is_file()

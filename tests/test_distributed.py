@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vaelab.runs import read_metrics
 
 COMMON = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "128", "--seed", "1",
-          "--no-progress"]
+          "--no-progress", "--no-report"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

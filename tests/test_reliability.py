@@ -19,7 +19,7 @@ from vaelab.runs import load_model, read_metrics
 from vaelab.train import resume, train
 
 TRAIN = ["train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2", "--seed", "5",
-         "--no-progress"]
+         "--no-progress", "--no-report"]
 
 
 def start(out: Path) -> subprocess.Popen:

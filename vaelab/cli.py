@@ -5,9 +5,11 @@ import math
 import sys
 from pathlib import Path
 
+from vaelab.compare import add_compare_parser
 from vaelab.config import TrainConfig, add_fields, from_args
 from vaelab.errors import VaelabError
 from vaelab.models import FAMILIES, MODELS, option_fields
+from vaelab.report import add_report_parser, make_report
 from vaelab.train import RESUME_OVERRIDES
 
 
@@ -56,8 +58,12 @@ def cmd_train(args) -> int | None:
                             progress=not args.no_progress)
     finally:
         distributed.teardown()
-    if os.environ.get("RANK", "0") == "0":
-        print(f"run folder: {run_dir}")
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    print(f"run folder: {run_dir}")
+    if not args.no_report:
+        print(f"report: {make_report(run_dir)}")
+    return None
 
 
 def without_flag(argv: list[str], flag: str) -> list[str]:
@@ -128,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint with its saved settings; --epochs, --lr and --clip-grad may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
+    p.add_argument("--no-report", action="store_true", help="skip the figures and report.html at the end")
     p.add_argument("--nproc", type=positive_int, help="train with N processes on this machine via torch.distributed "
                    "(same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays the global batch)")
     p.set_defaults(handler=cmd_train)
@@ -139,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of z (default: 0)")
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
     p.set_defaults(handler=cmd_sample)
+
+    add_report_parser(sub)
+    add_compare_parser(sub)
 
     p = sub.add_parser("demo", help="train the conv VAE on MNIST (or the bundled sample offline) in one command")
     p.add_argument("--epochs", type=positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")

@@ -91,7 +91,9 @@ def load_weights(model: torch.nn.Module, name: str, path: Path) -> dict:
     """Load weights saved by `save_weights` into `model` (named `name`); returns the other tensors."""
     tensors, meta = read_safetensors(path)
     saved_config = json.loads(meta.get("config", "{}"))
-    if meta.get("model") != name or saved_config != config_dict(model):
+    current = config_dict(model)  # fields added since the file was written take their defaults
+    if meta.get("model") != name or saved_config != {k: current[k] for k in saved_config if k in current} \
+            or not set(saved_config) <= set(current):
         raise CheckpointError(
             f"{path} holds a '{meta.get('model')}' model with config {saved_config}, not the "
             f"'{name}' model with config {config_dict(model)}: load it with the run folder it came "
