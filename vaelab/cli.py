@@ -10,6 +10,7 @@ from vaelab.config import TrainConfig, add_fields, from_args
 from vaelab.errors import VaelabError
 from vaelab.models import FAMILIES, MODELS, option_fields
 from vaelab.report import add_report_parser, make_report
+from vaelab.serve import add_serve_parser
 from vaelab.train import RESUME_OVERRIDES
 
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     add_compare_parser(sub)
+    add_serve_parser(sub)
 
     p = sub.add_parser("demo", help="train the conv VAE on MNIST (or the bundled sample offline) in one command")
     p.add_argument("--epochs", type=positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")
