@@ -61,3 +61,14 @@ def test_batch_larger_than_the_data_is_refused(tmp_path):
     cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, batch_size=5000)
     with pytest.raises(VaelabError, match="larger than the 4000 training images"):
         train(cfg, out=str(tmp_path / "run"), progress=False)
+
+
+def test_binarized_training_shows_binary_test_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+    cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, binarize="dynamic")
+    run = train(cfg, out=str(tmp_path / "run"), progress=False)
+    assert np.isfinite(read_metrics(run)[0]["test_elbo"])
+    image = np.array(Image.open(run / "recon" / "epoch_001.png"))
+    top_row = image[: image.shape[0] // 2]  # the 8 test images as the model saw them
+    assert set(np.unique(top_row)) <= {0, 255}

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from vaelab.compare import add_compare_parser
 from vaelab.config import TrainConfig, add_fields, from_args
+from vaelab.evaluate import add_evaluate_parser
 from vaelab.errors import VaelabError
 from vaelab.models import FAMILIES, MODELS, option_fields
 from vaelab.report import add_report_parser, make_report
 from vaelab.serve import add_serve_parser
+from vaelab.sweep import add_sweep_parser
 from vaelab.train import RESUME_OVERRIDES
 
 
@@ -151,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_compare_parser(sub)
     add_serve_parser(sub)
+    add_evaluate_parser(sub)
+    add_sweep_parser(sub)
 
     p = sub.add_parser("demo", help="train the conv VAE on MNIST (or the bundled sample offline) in one command")
     p.add_argument("--epochs", type=positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")

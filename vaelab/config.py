@@ -36,6 +36,7 @@ class TrainConfig:
     likelihood: str = _opt("bernoulli", "p(x|z): Bernoulli (BCE from logits) or Gaussian", choices=LIKELIHOODS)
     gaussian_std: float = _opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)
     kl: str = _opt("analytic", "KL term: closed form, or single-sample Monte Carlo (log q - log p)", choices=KL_ESTIMATORS)
+    binarize: str = _opt("none", "pixels as the model sees them: grey (none), one fixed Bernoulli draw (static) or a fresh draw each batch (dynamic)", choices=("none", "static", "dynamic"))
     seed: int = _opt(0, "seed of weights, data order and z samples")
     device: str = _opt("auto", "where to train; auto picks CUDA when present", choices=DEVICES)
     eval_batch_size: int = _opt(1000, "images per batch when evaluating the test set", min=1)

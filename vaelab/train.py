@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 import vaelab
 from vaelab import distributed, runs
+from vaelab.bounds import binarize, binarized_set, binarized_train_set
 from vaelab.config import TrainConfig
 from vaelab.data import ImageData, load_dataset
 from vaelab.distributed import Ranks, sum_all
@@ -263,8 +264,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         set_rng_state(rng, order, device)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr  # the run's learning rate, changed or not by --resume --lr
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
+    test_x, test_y = binarized_set(data.test_x, cfg.binarize, "test", cfg.seed).to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
     steps = len(train_x) // cfg.batch_size
     latent_dim = model.config.latent_dim
@@ -291,7 +292,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][ranks.rank::ranks.world]  # this rank's shard
             eps = torch.randn(cfg.batch_size, latent_dim, device=device)[ranks.rank::ranks.world]
             beta = kl_weight(cfg, epoch, i, steps)
-            loss = train_step(trained, optimizer, to_float(train_x[idx]), train_y[idx], eps, cfg, beta)
+            x = binarize(to_float(train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
+            loss = train_step(trained, optimizer, x, train_y[idx], eps, cfg, beta)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 raise VaelabError(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "

@@ -1,0 +1,82 @@
+"""`vaelab sweep`: one run per value, and a table holding those runs' own numbers."""
+import argparse
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vaelab.config import TrainConfig
+from vaelab.errors import VaelabError
+from vaelab.runs import read_json, read_metrics
+from vaelab.sweep import add_sweep_parser, sweep, swept_setting
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "latent"
+    cfg = TrainConfig(model="conv", dataset="mnist-sample", epochs=1, batch_size=64)
+    return sweep(cfg, {}, "latent_dim", (2, 8), out)
+
+
+def test_one_run_per_value_with_that_value(swept):
+    for value in (2, 8):
+        config = read_json(swept / f"latent_dim-{value}" / "config.json")
+        assert config["model_config"]["latent_dim"] == value and config["train"]["epochs"] == 1
+
+
+def test_the_table_holds_each_runs_last_epoch(swept):
+    rows = json.loads((swept / "sweep.json").read_text())["rows"]
+    assert [r["value"] for r in rows] == [2, 8]
+    for row in rows:
+        last = read_metrics(swept / row["run"])[-1]
+        assert (row["test_recon"], row["test_kl"], row["test_elbo"]) == (last["test_recon"], last["test_kl"], last["test_elbo"])
+        assert 0 <= row["active_units"] <= row["value"] and row["iw_bound"] is None
+    with open(swept / "sweep.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [float(r["test_recon"]) for r in table] == pytest.approx([r["test_recon"] for r in rows])
+    markdown = (swept / "sweep.md").read_text().splitlines()
+    assert markdown[0].startswith("| latent_dim | test recon | test KL") and len(markdown) == 4
+    assert f"{rows[1]['test_recon']:,.2f}" in markdown[3]
+    assert rows[1]["params"] > rows[0]["params"]  # wider mu/logvar heads and first decoder layer
+    assert (swept / "sweep.png").stat().st_size > 10_000
+
+
+def test_a_finished_sweep_is_kept_and_a_changed_one_refused(swept):
+    weights = swept / "latent_dim-2" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    result = subprocess.run([sys.executable, "-m", "vaelab", "sweep", "--latent-dim", "2,8", "--model", "conv",
+                             "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "64", "--out", str(swept)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "is finished; keeping it" in result.stdout and "| 8 |" in result.stdout
+    assert weights.stat().st_mtime_ns == before
+    with pytest.raises(VaelabError, match="other settings.*--overwrite"):
+        sweep(TrainConfig(model="conv", dataset="mnist-sample", epochs=1, lr=0.01), {}, "latent_dim", (2,), swept)
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    add_sweep_parser(parser.add_subparsers())
+    return parser.parse_args(["sweep", *argv])
+
+
+def test_every_numeric_flag_takes_a_list_and_exactly_one_is_swept():
+    args = parse("--beta", "0.5,1,4", "--latent-dim", "16", "--epochs", "2")
+    assert swept_setting(args, args.numeric) == ("beta", (0.5, 1.0, 4.0))
+    assert args.latent_dim == 16 and args.epochs == 2 and args.lr == 1e-3
+    for argv, message in ((["--beta", "1,2", "--latent-dim", "2,4"], "varies one setting, but --beta, --latent-dim"),
+                          (["--epochs", "3"], "e.g. --latent-dim 2,4,8,16,32")):
+        args = parse(*argv)
+        with pytest.raises(VaelabError, match=message):
+            swept_setting(args, args.numeric)
+
+
+@pytest.mark.parametrize("argv, message", [(["--latent-dim", "2,0"], "--latent-dim must be at least 1"),
+                                           (["--beta", "1,1"], "repeats a value"),
+                                           (["--lr", "0.1,x"], "--lr must be a float")])
+def test_bad_values_are_refused_by_name(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse(*argv)
+    assert message in capsys.readouterr().err
