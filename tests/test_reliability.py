@@ -148,3 +148,15 @@ def test_run_folder_with_missing_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VaelabError, match="config.json is missing"):
         load_model(tmp_path / "empty")
+
+
+def test_weights_from_another_format_version_are_refused(tmp_path):
+    from safetensors.torch import save_file
+    from vaelab.models import build_model, make_config
+    model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
+    path = tmp_path / "model.safetensors"
+    save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, path,
+              metadata={"format": "vaelab-0", "model": "mlp"})
+    from vaelab.runs import load_weights
+    with pytest.raises(CheckpointError, match="has format 'vaelab-0', this vaelab reads 'vaelab-1'"):
+        load_weights(model, "mlp", path)
