@@ -78,7 +78,8 @@ def make_report(run_dir, grid=15, labels=(4, 8), walk=((1, 7), (4, 9), (3, 8)), 
         fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")  # "tight": no clipped labels
         shown.append((name, caption))
     for stale in set(out.glob("*.png")) - {out / f"{name}.png" for name, _ in shown}:
-        stale.unlink()  # from an earlier report with other settings (e.g. other --labels)
+        if not stale.name.startswith("eval_"):  # vaelab evaluate's figures stay
+            stale.unlink()  # from an earlier report with other settings (e.g. other --labels)
     atomic_write(run.dir / "report.html", render_page(run, shown).encode())
     return run.dir / "report.html"
 
