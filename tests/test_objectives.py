@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from vaelab.config import TrainConfig
+from vaelab.data import load_dataset
 from vaelab.losses import mmd, vae_loss
 from vaelab.models import MODELS, build_model, make_config
-from vaelab.train import kl_weight
+from vaelab.train import evaluate, kl_weight
 
 
 def gaussian(n, mean, seed):
@@ -61,3 +62,21 @@ def test_every_model_trains_on_32x32x3_with_falling_loss(name):
         losses.append(total.item())
     assert logits.shape == (32, 3, 32, 32)
     assert losses[-1] < losses[0] - 20, losses
+
+
+def test_an_mmd_runs_test_total_is_its_objective_not_the_negative_elbo():
+    """The test 'total' of an MMD run is reconstruction + weight * MMD on the test codes, in the
+    training batch size: the term scales with the weight; recon, KL and ELBO do not change."""
+    torch.manual_seed(0)
+    model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
+    data = load_dataset("mnist-sample")
+    x, y = data.test_x[:600], data.test_y[:600]
+    elbo = evaluate(model, x, y, TrainConfig())
+    light, heavy = (evaluate(model, x, y, TrainConfig(objective="mmd", mmd_weight=w, batch_size=128)) for w in (10.0, 1000.0))
+    for r in (light, heavy):
+        assert (r["recon"], r["kl"], r["elbo"]) == (elbo["recon"], elbo["kl"], elbo["elbo"])
+        assert r["total"] > r["recon"]
+    assert elbo["total"] == pytest.approx(-elbo["elbo"])
+    assert (heavy["total"] - heavy["recon"]) == pytest.approx(100 * (light["total"] - light["recon"]), rel=1e-6)
+    shifted = evaluate(model, x, y, TrainConfig(objective="mmd", mmd_weight=10.0, batch_size=600))
+    assert shifted["total"] != light["total"]  # one batch of 600, not four of 128: another V-statistic

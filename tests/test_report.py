@@ -3,9 +3,10 @@ import argparse
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from vaelab.compare import add_compare_parser, compare_runs, run_summary
+from vaelab.compare import add_compare_parser, compare_runs, latent_summary, run_summary
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.report import add_report_parser, make_report
@@ -110,9 +111,10 @@ def test_make_report_refuses_bad_settings_with_the_fix(runs):
         make_report(runs.conv, grid=100)
 
 
-def test_compare_table_holds_the_runs_real_numbers(runs, capsys):
+def test_compare_table_holds_the_runs_real_numbers(runs, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(runs.root / "cache"))  # a private sample-quality classifier
     out = runs.root / "compared"
-    args = parse("compare", runs.conv, runs.cvae, "--out", out)
+    args = parse("compare", runs.conv, runs.cvae, "--out", out, "--quality-samples", "1000")
     args.handler(args)
     printed = capsys.readouterr().out
     for run, model in ((runs.conv, "conv"), (runs.cvae, "cvae-mlp")):
@@ -124,9 +126,29 @@ def test_compare_table_holds_the_runs_real_numbers(runs, capsys):
         assert cells[5] == str(len(rows))
         assert cells[6:11] == [f"{last[k]:,.2f}" for k in ("train_total", "test_total", "test_recon", "test_kl", "test_elbo")]
         assert float(cells[11]) == pytest.approx(sum(r["seconds"] for r in rows) / len(rows), abs=0.006)
+        prior_mmd, active, frechet, confidence, balance = cells[12:17]
+        assert 0 <= float(prior_mmd) < 2 and active in ("0", "1", "2")
+        assert float(frechet.replace(",", "")) > 0 and 10 <= float(confidence.rstrip("%")) <= 100 and 0 <= float(balance) <= 1
     page = out / "compare.html"
     assert f"{read_metrics(runs.cvae)[-1]['test_elbo']:,.2f}" in page.read_text()
-    assert all((out / s).is_file() for s in referenced(page)) and len(referenced(page)) == 2
+    assert sorted(referenced(page)) == ["curves.png", "manifolds.png", "samples.png", "scatters.png"]
+    assert all((out / s).is_file() for s in referenced(page))
+
+
+def test_compare_measures_how_far_the_codes_are_from_the_prior():
+    """0 for codes drawn from N(0, I); large for codes far from it; the active units counted."""
+    g = np.random.default_rng(0)
+    near = SimpleNamespace(mu=g.standard_normal((3000, 2)), logvar=np.full((3000, 2), -30.0))
+    far = SimpleNamespace(mu=near.mu * 0.1 + [3.0, 0.0], logvar=near.logvar)
+    dead = SimpleNamespace(mu=np.c_[near.mu[:, :1], np.zeros(3000)], logvar=near.logvar)
+    assert latent_summary(near)["prior_mmd"] < 0.01 < 0.5 < latent_summary(far)["prior_mmd"]
+    assert latent_summary(near)["active_units"] == 2 and latent_summary(dead)["active_units"] == 1
+
+
+def test_compare_refuses_too_few_samples_for_a_frechet_distance(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse("compare", "RUN", "--quality-samples", "10")
+    assert exit_.value.code == 2 and "0 (skip) or a whole number of at least 100" in capsys.readouterr().err
 
 
 def test_run_summary_counts_both_halves_of_the_model(runs):

@@ -31,7 +31,7 @@ class TrainConfig:
     beta: float = _opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
     kl_warmup: float = _opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
     objective: str = _opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)
-    mmd_weight: float = _opt(100.0, "weight of the MMD term when --objective mmd", min=0.0)
+    mmd_weight: float = _opt(1000.0, "weight of the MMD term when --objective mmd (InfoVAE uses 1000)", min=0.0)
     clip_grad: float | None = _opt(None, "clip the gradient norm to this value", above=0.0)
     likelihood: str = _opt("bernoulli", "p(x|z): Bernoulli (BCE from logits) or Gaussian", choices=LIKELIHOODS)
     gaussian_std: float = _opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)

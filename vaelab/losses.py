@@ -67,7 +67,7 @@ def mmd(z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(logits, x, mu, logvar, z, *, beta: float = 1.0, likelihood: str = "bernoulli",
-             kl: str = "analytic", std: float = 0.1, objective: str = "elbo", mmd_weight: float = 100.0):
+             kl: str = "analytic", std: float = 0.1, objective: str = "elbo", mmd_weight: float = 1000.0):
     """(total, reconstruction, kl), each the batch mean in nats per image.
 
     total = reconstruction + beta * KL is the negative ELBO when beta = 1. With kl="mc" the KL is

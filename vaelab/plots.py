@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 from vaelab.errors import VaelabError
 from vaelab.train import to_float
@@ -407,4 +407,24 @@ def side_by_side(images: dict[str, np.ndarray]) -> Figure:
         _show(ax, image)
         ax.set_title(name, fontsize=8)
         _no_ticks(ax)
+    return fig
+
+
+def scatter_panels(runs: dict[str, tuple], classes) -> Figure:
+    """Model comparison: each run's test z (2-D, or in its plane) coloured by class, with the
+    prior's 1- and 2-sigma circles, so how well q(z) fills N(0, I) can be compared by eye.
+    runs: name -> (points [N, 2], labels, axis names)."""
+    fig = _figure(4.2 * len(runs), 4.0)
+    k = len(classes)
+    for i, (name, (points, labels, names)) in enumerate(runs.items()):
+        ax = fig.add_subplot(1, len(runs), i + 1)
+        dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=_class_colours(k), vmin=-0.5, vmax=k - 0.5,
+                          s=2, alpha=0.7, linewidths=0)
+        for r in (1, 2):
+            ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.8, color="black"))
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set(title=name, xlabel=names[0], ylabel=names[1])
+        ax.title.set_fontsize(8)
+    bar = fig.colorbar(dots, ax=fig.axes, ticks=range(k), fraction=0.02)
+    bar.ax.set_yticklabels([f"{i} {c}" if c != str(i) else c for i, c in enumerate(classes)], fontsize=7)
     return fig

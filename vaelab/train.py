@@ -28,7 +28,7 @@ from vaelab.data import ImageData, load_dataset
 from vaelab.distributed import Ranks, sum_all
 from vaelab.errors import VaelabError
 from vaelab.images import image_grid, save_png
-from vaelab.losses import vae_loss
+from vaelab.losses import mmd, vae_loss
 from vaelab.models import build_model, count_params, get_preset, make_config
 
 METRIC_KEYS = ("total", "recon", "kl")
@@ -80,7 +80,7 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dic
     noise = torch.Generator(device).manual_seed(cfg.seed + 1)  # the same z noise every epoch, apart from training's
     eps = torch.randn(len(x_uint8), model.config.latent_dim, generator=noise, device=device)
     x_uint8, y, eps = (t[ranks.rank::ranks.world] for t in (x_uint8, y, eps))
-    sums = torch.zeros(3, device=device)
+    sums, codes = torch.zeros(3, device=device), []
     for start in range(0, len(x_uint8), cfg.eval_batch_size):
         x = to_float(x_uint8[start:start + cfg.eval_batch_size])
         batch = slice(start, start + cfg.eval_batch_size)
@@ -88,10 +88,25 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dic
         _, recon, kl = vae_loss(logits, x, mu, logvar, z, likelihood=cfg.likelihood, kl=cfg.kl,
                                 std=cfg.gaussian_std)  # the ELBO's terms, whatever the objective
         sums += torch.stack([recon * len(x), kl * len(x), recon.new_tensor(len(x))])
+        codes.append(z)
     model.train()
     recon_sum, kl_sum, count = sum_all(sums, ranks).tolist()
     recon, kl = recon_sum / count, kl_sum / count
-    return {"total": recon + cfg.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+    if cfg.objective == "mmd":
+        total = recon + cfg.mmd_weight * heldout_mmd(torch.cat(codes), cfg.batch_size, noise)
+    else:
+        total = recon + cfg.beta * kl
+    return {"total": total, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+
+def heldout_mmd(z: torch.Tensor, batch_size: int, noise: torch.Generator) -> float:
+    """The training objective's MMD term on test codes: the mean over batches of the training
+    batch size (the V-statistic depends on it), each against as many seeded N(0, I) draws."""
+    batches = max(1, len(z) // batch_size)
+    z = z[:batches * batch_size] if len(z) >= batch_size else z
+    prior = torch.randn(z.shape, generator=noise, device=z.device)
+    parts = [mmd(a, b) for a, b in zip(z.split(batch_size), prior.split(batch_size))]
+    return torch.stack(parts).mean().item()
 
 
 def fixed_images(data: ImageData, n: int = 8) -> torch.Tensor:
