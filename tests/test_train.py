@@ -72,3 +72,14 @@ def test_binarized_training_shows_binary_test_images(tmp_path):
     image = np.array(Image.open(run / "recon" / "epoch_001.png"))
     top_row = image[: image.shape[0] // 2]  # the 8 test images as the model saw them
     assert set(np.unique(top_row)) <= {0, 255}
+
+
+def test_a_collapsed_posterior_is_named_with_what_to_do(tmp_path, capsys):
+    """beta 300 on the sample drives the KL to 0 in one epoch: the user is told, with the fix."""
+    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, beta=300.0), out=str(tmp_path / "r"), progress=False)
+    printed = capsys.readouterr().out
+    kl = read_metrics(run)[-1]["test_kl"]
+    assert kl < 0.05 and f"test KL is {kl:.3f} nats: the posterior has collapsed" in printed
+    assert f"--resume {run}" in printed and "--beta 1 (now 300)" in printed
+    healthy = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "h"), progress=False)
+    assert read_metrics(healthy)[-1]["test_kl"] > 1 and "collapsed" not in capsys.readouterr().out

@@ -350,4 +350,20 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
               f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
               f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
+        if epoch == cfg.epochs and (notice := collapse_notice(row, cfg, run_dir)):
+            print(notice, flush=True)
     return run_dir
+
+
+COLLAPSED_KL = 0.05  # nats per image: below this the code tells the decoder next to nothing
+
+
+def collapse_notice(row: dict, cfg: TrainConfig, run_dir: Path) -> str | None:
+    """What to do when training ends with the posterior collapsed (test KL near 0)."""
+    if cfg.objective != "elbo" or row["test_kl"] >= COLLAPSED_KL:
+        return None
+    return (f"note: the test KL is {row['test_kl']:.3f} nats: the posterior has collapsed, so z carries almost "
+            f"nothing about the image and every sample looks alike. With the conv models this happens when the "
+            f"encoder's small ReLU layer dies in the first steps. It can recover with more epochs (vaelab train "
+            f"--resume {run_dir} --epochs {cfg.epochs + 10}); a fresh run with --kl-warmup 1, --batch-size 32"
+            + (f" or --beta 1 (now {cfg.beta:g})" if cfg.beta > 1 else " or another --seed") + " usually avoids it.")
