@@ -80,3 +80,22 @@ def test_bad_values_are_refused_by_name(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse(*argv)
     assert message in capsys.readouterr().err
+
+
+def test_a_wider_latent_reconstructs_better_and_pays_more_kl(tmp_path):
+    """The textbook trade-off, on real digits: mlp at latent 2, 8, 32 (3 epochs of batches of 32)."""
+    out = sweep(TrainConfig(model="mlp", dataset="mnist-sample", epochs=3, batch_size=32), {}, "latent_dim", (2, 8, 32),
+                tmp_path / "trend")
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    recon, kl = [r["test_recon"] for r in rows], [r["test_kl"] for r in rows]
+    assert recon[0] - recon[1] > 20 and recon[1] > recon[2] and kl[0] < kl[1] < kl[2], rows
+
+
+def test_a_conv_sweep_past_its_dense_width_says_how_to_widen_it(capsys):
+    from vaelab.models import make_config
+    from vaelab.sweep import bottleneck_notice
+    narrow = [make_config("conv", (1, 28, 28), 10, latent_dim=k) for k in (2, 8, 32)]
+    assert "Dense layer has 14 units, fewer than latent size 32" in bottleneck_notice(narrow)
+    assert "--dense-dim 64" in bottleneck_notice(narrow)
+    wide = [make_config("conv", (1, 28, 28), 10, latent_dim=k, dense_dim=64) for k in (2, 8, 32)]
+    assert bottleneck_notice(wide) is None and bottleneck_notice([make_config("mlp", (1, 28, 28), 10, latent_dim=32)]) is None

@@ -109,9 +109,10 @@ def sweep(cfg: TrainConfig, options: dict, name: str, values, out, *, overwrite:
     from vaelab.models import make_config
     out = Path(out)
     data = load_dataset(cfg.dataset, cfg.data_dir)
-    for value in values:  # refuse a bad value before hours of training, not after
-        c, o = with_value(cfg, options, name, value)
-        make_config(c.model, data.image_shape, data.num_classes, **o)
+    configs = [make_config(c.model, data.image_shape, data.num_classes, **o)  # a bad value is refused
+               for c, o in (with_value(cfg, options, name, v) for v in values)]  # before hours of training
+    if notice := bottleneck_notice(configs):
+        print(notice, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     started, rows = time.perf_counter(), []
     for i, value in enumerate(values):
@@ -123,6 +124,17 @@ def sweep(cfg: TrainConfig, options: dict, name: str, values, out, *, overwrite:
     write_figure(out, name, rows, f"{cfg.model} on {cfg.dataset}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)} per run, "
                                   f"test split after the last epoch (z sampled)")
     return out
+
+
+def bottleneck_notice(configs) -> str | None:
+    """A latent wider than the conv encoder's Dense layer cannot use its extra dimensions."""
+    narrow = [c for c in configs if getattr(c, "dense_dim", None) and c.latent_dim > c.dense_dim]
+    if not narrow:
+        return None
+    widest = max(c.latent_dim for c in narrow)
+    return (f"note: the encoder's Dense layer has {narrow[0].dense_dim} units, fewer than latent size {widest}, so "
+            f"the extra dimensions get no more information than {narrow[0].dense_dim} units carry and the sweep "
+            f"flattens out there; to compare latent sizes, give --dense-dim {max(64, widest)} (or sweep --model mlp)")
 
 
 # ---- table and figure --------------------------------------------------------------------------
