@@ -10,6 +10,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
 from vaelab.models import MODELS
+from vaelab.speed import PRECISIONS, SPEEDS
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "mnist-sample")
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,6 +41,10 @@ class TrainConfig:
     seed: int = _opt(0, "seed of weights, data order and z samples")
     device: str = _opt("auto", "where to train; auto picks CUDA when present", choices=DEVICES)
     eval_batch_size: int = _opt(1000, "images per batch when evaluating the test set", min=1)
+    speed: str = _opt("auto", "how the step runs (same maths): auto = a CUDA graph on one GPU, channels-last "
+                              "convolutions on the CPU; or eager, graph (CUDA), compile", choices=SPEEDS)
+    precision: str = _opt("fp32", "fp32, or bf16: forward and loss under bfloat16 autocast (weights and Adam stay fp32)",
+                          choices=PRECISIONS)
 
 
 def _base_type(tp):

@@ -12,7 +12,9 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 import vaelab
-from vaelab import distributed, runs
+from vaelab import distributed, runs, speed
 from vaelab.bounds import binarize, binarized_set, binarized_train_set
 from vaelab.config import TrainConfig
 from vaelab.data import ImageData, load_dataset
@@ -47,12 +49,16 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
-def train_step(model, optimizer, x, y, eps, cfg: TrainConfig, beta: float) -> torch.Tensor:
-    """One Adam step on a batch (eps: its N(0, I) noise); returns [total, recon, kl], detached."""
-    logits, mu, logvar, z = model(x, y, eps)
-    total, recon, kl = vae_loss(logits, x, mu, logvar, z, beta=beta, likelihood=cfg.likelihood,
-                                kl=cfg.kl, std=cfg.gaussian_std, objective=cfg.objective,
-                                mmd_weight=cfg.mmd_weight)
+def train_step(model, optimizer, x, y, eps, beta, cfg: TrainConfig, autocast=nullcontext) -> torch.Tensor:
+    """One Adam step on a batch (eps: its N(0, I) noise; beta: a float or a 0-d tensor); returns
+    [total, recon, kl], detached. vaelab.speed decides how it runs: as is, compiled, or replayed
+    from a CUDA graph, so it keeps static shapes and never waits for the host."""
+    with autocast():
+        logits, mu, logvar, z = model(x, y, eps)
+        total, recon, kl = vae_loss(logits, x, mu, logvar, z, beta=beta, likelihood=cfg.likelihood,
+                                    kl=cfg.kl, std=cfg.gaussian_std, objective=cfg.objective,
+                                    mmd_weight=cfg.mmd_weight)
+    total, recon, kl = total.float(), recon.float(), kl.float()
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     if cfg.clip_grad:
@@ -200,7 +206,7 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
         return fit(cfg, model, data, run_dir, stop, ranks, progress=progress)
 
 
-RESUME_OVERRIDES = ("epochs", "lr", "clip_grad")  # what may change when a run is continued
+RESUME_OVERRIDES = ("epochs", "lr", "clip_grad", "speed")  # what may change when a run is continued
 
 
 def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
@@ -213,8 +219,8 @@ def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
                           f"start again with `vaelab train ... --out {run_dir} --overwrite`")
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
-        raise VaelabError(f"--resume continues a run with its own settings; only --epochs, --lr and "
-                          f"--clip-grad may change, not {', '.join(sorted(unknown))}")
+        raise VaelabError(f"--resume continues a run with its own settings; only --epochs, --lr, "
+                          f"--clip-grad and --speed may change, not {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
     with StopSignals() as stop:
         ranks, device = distributed.setup(resolve_device(cfg.device))
@@ -262,6 +268,17 @@ def stop_requested(stop: "StopSignals", step: int, steps: int, device, ranks: Ra
     return due and distributed.any_rank(stop.signum is not None, device, ranks)
 
 
+def match_layouts(optimizer) -> None:
+    """Give Adam's loaded moments their parameter's memory layout (channels-last or not): the
+    fused kernel walks parameter and moments in step, so their strides must agree."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p).copy_(value)
+
+
 def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals",
         ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False) -> Path:
     """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
@@ -270,7 +287,11 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     non-finite loss stops with a message and leaves the last good checkpoint in place.
     """
     device = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # one kernel per step: -15% MLP epoch on CPU
+    how = speed.plan(cfg.speed, device, model, ranks.world)
+    if how.channels_last:
+        model.to(memory_format=torch.channels_last)  # layout only, in place
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True,  # one kernel per step: -15% MLP epoch on CPU
+                                 capturable=speed.capturable(how))
     trained = distributed.wrap(model, ranks)  # DDP with several processes, else the model itself
     order = torch.Generator().manual_seed(cfg.seed)  # data order, apart from weight init and z
     position = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
@@ -279,6 +300,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         set_rng_state(rng, order, device)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr  # the run's learning rate, changed or not by --resume --lr
+            group["capturable"] = speed.capturable(how)  # this run's speed mode, not the saved one's
+        match_layouts(optimizer)
     train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
     test_x, test_y = binarized_set(data.test_x, cfg.binarize, "test", cfg.seed).to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
@@ -286,6 +309,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     latent_dim = model.config.latent_dim
     if steps == 0:
         raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
+    step = speed.Stepper(partial(train_step, cfg=cfg), how, trained, optimizer, cfg.precision)
 
     def checkpoint(epochs_done, step, sums, seconds, order_state):
         sums = sum_all(sums, ranks) / ranks.world  # every rank resumes from the mean partial sums
@@ -308,7 +332,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             eps = torch.randn(cfg.batch_size, latent_dim, device=device)[ranks.rank::ranks.world]
             beta = kl_weight(cfg, epoch, i, steps)
             x = binarize(to_float(train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
-            loss = train_step(trained, optimizer, x, train_y[idx], eps, cfg, beta)
+            loss = step(x, train_y[idx], eps, beta)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 raise VaelabError(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "

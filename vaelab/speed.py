@@ -1,0 +1,139 @@
+"""How the training step runs (`--speed auto|eager|graph|compile`); the maths never changes.
+
+    eager    the step as written in vaelab/train.py (train_step), tensor by tensor
+    graph    CUDA only: the whole step (forward, loss, backward, gradient clipping, Adam with
+             capturable=True) captured once in a CUDA graph and replayed; batches are copied into
+             its static input buffers. These models are limited by kernel-launch overhead on a
+             GPU (a launch costs ~14 us; a step is hundreds of kernels), which replay removes.
+             The first WARMUP steps run eagerly on a side stream, as capture requires; they are
+             real training steps. If capture fails, training goes on eagerly, with a notice.
+    compile  torch.compile of the step (default mode)
+    auto     graph on a single CUDA device; eager elsewhere. On the CPU, models with
+             convolutions also switch to the channels-last layout, measured 17-22% faster per
+             conv step on a 2-core x86 CPU (oneDNN), while torch.compile was measured slower
+             there (see bench/README.md), so auto does not compile.
+
+`--precision bf16` runs forward and loss under bfloat16 autocast (weights, Adam and the loss
+sums stay float32); its effect on the test ELBO is measured in bench/README.md.
+"""
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from vaelab.errors import VaelabError
+
+SPEEDS = ("auto", "eager", "graph", "compile")
+PRECISIONS = ("fp32", "bf16")
+WARMUP = 3  # eager steps on a side stream before capture
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `auto` (or the user) chose for this run."""
+    mode: str  # eager | graph | compile
+    channels_last: bool
+
+    def describe(self) -> str:
+        return self.mode + (", channels-last" if self.channels_last else "")
+
+
+def has_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 1) -> Plan:
+    """The mode for `speed` on `device`; refuses graph where it cannot run."""
+    if speed not in SPEEDS:
+        raise VaelabError(f"--speed is one of {', '.join(SPEEDS)}, not {speed!r}")
+    if speed == "graph" and device.type != "cuda":
+        raise VaelabError("--speed graph captures the step in a CUDA graph and needs a CUDA device; "
+                          "on this machine use --speed auto (or eager, compile)")
+    if speed == "graph" and world > 1:
+        raise VaelabError("--speed graph runs on one process; with several processes use --speed auto (eager under DDP)")
+    if speed == "auto":
+        if device.type == "cuda":
+            return Plan("graph" if world == 1 else "eager", False)
+        return Plan("eager", device.type == "cpu" and has_convolutions(model))
+    return Plan(speed, False)
+
+
+def capturable(p: Plan) -> bool:
+    """Adam must keep its step count on the device for a graph to replay it."""
+    return p.mode == "graph"
+
+
+class Stepper:
+    """Calls `step(model, optimizer, x, y, eps, beta, autocast=...)` the way the plan says;
+    returns its [3] loss tensor. One object per run: a captured graph is replayed every epoch."""
+
+    def __init__(self, step, p: Plan, model, optimizer, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise VaelabError(f"--precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.plan, self.model, self.optimizer = p, model, optimizer
+        self.device = next(model.parameters()).device
+        self.step = partial(step, autocast=autocast_for(precision, self.device))
+        if p.mode == "compile":
+            self.step = torch.compile(self.step)
+        self.done, self.graph, self.static = 0, None, None
+
+    def __call__(self, x, y, eps, beta: float) -> torch.Tensor:
+        if self.plan.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.plan.mode == "compile":  # a tensor beta: a new float would mean a new compilation
+            return self.step(self.model, self.optimizer, x, y, eps, torch.tensor(beta, device=self.device))
+        if self.plan.mode != "graph":
+            return self.step(self.model, self.optimizer, x, y, eps, beta)
+        if self.graph is not None:
+            return self.replay(x, y, eps, beta)
+        if self.done < WARMUP:
+            self.done += 1
+            return self.side_stream_step(x, y, eps, beta)
+        try:
+            return self.capture(x, y, eps, beta)
+        except Exception as e:  # anything capture cannot handle: carry on eagerly
+            torch.cuda.synchronize(self.device)
+            print(f"note: CUDA graph capture failed ({type(e).__name__}: {e}); training goes on in eager mode",
+                  file=sys.stderr, flush=True)
+            self.plan = Plan("eager", False)
+            return self.step(self.model, self.optimizer, x, y, eps, beta)
+
+    def side_stream_step(self, x, y, eps, beta):
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            loss = self.step(self.model, self.optimizer, x, y, eps, torch.tensor(beta, device=self.device))
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        return loss
+
+    def capture(self, x, y, eps, beta):
+        """Record one step on static buffers, then replay it for this batch."""
+        self.static = {"x": x.clone(), "y": y.clone(), "eps": eps.clone(),
+                       "beta": torch.tensor(beta, device=self.device)}
+        s = self.static
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated in the graph's pool
+        with torch.cuda.graph(graph):
+            s["loss"] = self.step(self.model, self.optimizer, s["x"], s["y"], s["eps"], s["beta"])
+        self.graph = graph
+        graph.replay()  # capture only records: this runs the batch's step
+        return s["loss"].clone()
+
+    def replay(self, x, y, eps, beta):
+        s = self.static
+        s["x"].copy_(x)
+        s["y"].copy_(y)
+        s["eps"].copy_(eps)
+        s["beta"].fill_(beta)
+        self.graph.replay()
+        return s["loss"].clone()  # the next replay overwrites the buffer
+
+
+def autocast_for(precision: str, device: torch.device):
+    """A context-manager factory for the step's forward and loss: bfloat16 autocast (its cache
+    off, as CUDA graphs require) or nothing."""
+    if precision == "fp32":
+        return nullcontext
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16, cache_enabled=False)
