@@ -6,7 +6,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.losses import mmd, vae_loss
 from vaelab.models import MODELS, build_model, make_config
-from vaelab.train import evaluate, kl_weight
+from vaelab.train import evaluate, kl_weight, learning_rate
 
 
 def gaussian(n, mean, seed):
@@ -42,6 +42,14 @@ def test_kl_warmup_rises_linearly_to_beta():
     weights = [kl_weight(cfg, epoch, step, 10) for epoch in (1, 2, 3) for step in (0, 5)]
     assert weights == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
     assert kl_weight(TrainConfig(beta=0.5), 1, 0, 10) == 0.5
+
+
+def test_lr_warmup_rises_linearly_over_at_most_one_epoch():
+    cfg = TrainConfig(lr=1e-3, lr_warmup=100)
+    assert [learning_rate(cfg, done, 468) for done in (0, 49, 99, 100, 5000)] == pytest.approx(
+        [1e-5, 5e-4, 1e-3, 1e-3, 1e-3])
+    assert [learning_rate(cfg, done, 31) for done in (0, 30, 31)] == pytest.approx([1e-3 / 31, 1e-3, 1e-3])
+    assert learning_rate(TrainConfig(lr=1e-3, lr_warmup=0), 0, 468) == 1e-3
 
 
 @pytest.mark.parametrize("name", list(MODELS))

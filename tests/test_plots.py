@@ -17,10 +17,10 @@ from vaelab.train import train
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A 1-epoch conv run and a 1-epoch cvae run on the bundled sample, with their test codes."""
+    """A 1-epoch conv run and a 1-epoch cvae run (125 steps: enough to use its label) on the bundled sample, with their test codes."""
     root = tmp_path_factory.mktemp("plots")
     conv_dir = train(TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False)
-    cvae_dir = train(TrainConfig(model="cvae", dataset="mnist-sample", epochs=1), out=str(root / "cvae"), progress=False)
+    cvae_dir = train(TrainConfig(model="cvae", dataset="mnist-sample", epochs=1, batch_size=32), out=str(root / "cvae"), progress=False)
     data = load_dataset("mnist-sample")
     conv, _ = load_model(conv_dir)
     cvae, _ = load_model(cvae_dir)

@@ -29,6 +29,8 @@ class TrainConfig:
     epochs: int = _opt(10, "passes over the training set", min=1)
     batch_size: int = _opt(128, "images per optimisation step", min=1)
     lr: float = _opt(1e-3, "Adam learning rate", above=0.0)
+    lr_warmup: int = _opt(100, "steps (at most one epoch) over which the learning rate rises linearly to --lr "
+                               "(0: none); keeps Adam's first steps from killing the conv encoder's small ReLU layer", min=0)
     beta: float = _opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
     kl_warmup: float = _opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
     objective: str = _opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)

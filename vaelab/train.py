@@ -68,6 +68,24 @@ def train_step(model, optimizer, x, y, eps, beta, cfg: TrainConfig, autocast=nul
     return torch.stack([total, recon, kl]).detach()
 
 
+def warmup_steps(cfg: TrainConfig, steps: int) -> int:
+    """Steps of the learning-rate warm-up: `lr_warmup`, but at most one epoch of `steps` steps."""
+    return min(cfg.lr_warmup, steps)
+
+
+def learning_rate(cfg: TrainConfig, done: int, steps: int) -> float:
+    """lr for the step after `done` steps: rising linearly over the warm-up, then `lr`.
+
+    Adam's first updates move every weight by about lr whatever the gradient's size, and the conv
+    encoder's Dense 14 ReLU layer sums 3,136 non-negative inputs, so a few such steps can push all
+    its units below zero for good. Measured with the conv model: on Fashion-MNIST at batch 128 the
+    Dense layer died (posterior collapsed) for 2 of 8 seeds without warm-up and for none with
+    100 warm-up steps; on mnist-sample at batch 32 (2 epochs) 1 of 8 collapsed without, none with.
+    Capped at one epoch so that a short run on a small data set is not spent warming up."""
+    warm = warmup_steps(cfg, steps)
+    return cfg.lr * min(1.0, (done + 1) / warm) if warm else cfg.lr
+
+
 def kl_weight(cfg: TrainConfig, epoch: int, step: int, steps: int) -> float:
     """beta, reached linearly over the first `kl_warmup` epochs (counted in steps)."""
     if not cfg.kl_warmup:
@@ -299,7 +317,6 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         position, rng = runs.load_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer)
         set_rng_state(rng, order, device)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr  # the run's learning rate, changed or not by --resume --lr
             group["capturable"] = speed.capturable(how)  # this run's speed mode, not the saved one's
         match_layouts(optimizer)
     train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
@@ -331,8 +348,11 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][ranks.rank::ranks.world]  # this rank's shard
             eps = torch.randn(cfg.batch_size, latent_dim, device=device)[ranks.rank::ranks.world]
             beta = kl_weight(cfg, epoch, i, steps)
+            done = (epoch - 1) * steps + i  # steps taken before this one
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, done, steps)
             x = binarize(to_float(train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
-            loss = step(x, train_y[idx], eps, beta)
+            loss = step(x, train_y[idx], eps, beta, steady=done >= warmup_steps(cfg, steps) - 1)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 raise VaelabError(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
