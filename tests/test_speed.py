@@ -1,4 +1,6 @@
 """Speed modes change how the step runs, never its maths: same seed, same losses and weights."""
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -7,7 +9,7 @@ from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
-from vaelab.speed import plan
+from vaelab.speed import keep_freed_memory, plan
 from vaelab.train import resume, train
 
 CUDA = torch.cuda.is_available()
@@ -28,6 +30,11 @@ def assert_same(a, b, rel, weights=True):
     for key in weights_a if weights else ():
         scale = weights_a[key].abs().max().item()
         torch.testing.assert_close(weights_a[key], weights_b[key], rtol=0, atol=rel * scale, msg=key)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_glibc_accepts_the_allocator_setting_of_cpu_runs():
+    assert keep_freed_memory() is True  # mallopt returns 0 for a value out of its range
 
 
 def test_auto_on_the_cpu_is_the_eager_step_in_channels_last_layout(tmp_path):
