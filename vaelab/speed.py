@@ -84,6 +84,15 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+def prepare(p: Plan, model: torch.nn.Module) -> None:
+    """What a run changes outside the step, before its optimizer is built: the CPU allocator and
+    the model's memory layout (in place)."""
+    if next(model.parameters()).device.type == "cpu":
+        keep_freed_memory()
+    if p.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
 def capturable(p: Plan) -> bool:
     """Adam must keep its step count on the device for a graph to replay it."""
     return p.mode == "graph"

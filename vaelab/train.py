@@ -126,8 +126,7 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dic
 def heldout_mmd(z: torch.Tensor, batch_size: int, noise: torch.Generator) -> float:
     """The training objective's MMD term on test codes: the mean over batches of the training
     batch size (the V-statistic depends on it), each against as many seeded N(0, I) draws."""
-    batches = max(1, len(z) // batch_size)
-    z = z[:batches * batch_size] if len(z) >= batch_size else z
+    z = z[:max(1, len(z) // batch_size) * batch_size]  # whole batches; all of z when it is less than one
     prior = torch.randn(z.shape, generator=noise, device=z.device)
     parts = [mmd(a, b) for a, b in zip(z.split(batch_size), prior.split(batch_size))]
     return torch.stack(parts).mean().item()
@@ -306,10 +305,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     """
     device = next(model.parameters()).device
     how = speed.plan(cfg.speed, device, model, ranks.world)
-    if device.type == "cpu":
-        speed.keep_freed_memory()
-    if how.channels_last:
-        model.to(memory_format=torch.channels_last)  # layout only, in place
+    speed.prepare(how, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True,  # one kernel per step: -15% MLP epoch on CPU
                                  capturable=speed.capturable(how))
     trained = distributed.wrap(model, ranks)  # DDP with several processes, else the model itself
