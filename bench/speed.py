@@ -30,7 +30,9 @@ from vaelab.data import load_dataset
 from vaelab.losses import kl_standard_normal
 from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
-from vaelab.train import evaluate, resolve_device, to_float, train
+from vaelab.device import resolve_device
+from vaelab.pixels import to_float
+from vaelab.train import evaluate, train
 
 
 def vaelab_epochs(model: str, data, dataset: str, epochs: int, batch: int, mode: str, device) -> dict:

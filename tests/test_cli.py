@@ -1,19 +1,14 @@
 """Every CLI subcommand end to end, in a subprocess, as a user runs it."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_vaelab as vaelab
+
 METRIC_COLUMNS = {"epoch", "train_total", "train_recon", "train_kl", "test_total", "test_recon",
                   "test_kl", "test_elbo", "seconds", "images_per_second"}
-
-
-def vaelab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +113,46 @@ def test_compare_prints_the_runs_numbers(run_dir, tmp_path):
     final = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert f"{final['test_elbo']:,.2f}" in result.stdout  # the table's own format
     assert (tmp_path / "cmp" / "compare.html").is_file()
+
+
+# ---- every subcommand, as a user types it ----------------------------------------------------------
+
+RUN_ABOVE = {"train": "run_dir", "sample": "test_sample_writes_a_grid", "summary": "test_summary_prints_the_spec_counts",
+             "data": "test_data_lists_the_bundled_sample", "demo": "test_demo_runs_offline_on_the_sample",
+             "report": "test_report_writes_the_page_and_its_figures", "compare": "test_compare_prints_the_runs_numbers"}
+RUN_BELOW = {  # the other subcommands, with what each must print
+    "evaluate": (["evaluate", "{run}", "--iw-samples", "3", "--iw-images", "40", "--quality-samples", "0", "--no-progress"],
+                 "L_3"),
+    "sweep": (["sweep", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "500",
+               "--latent-dim", "2,3", "--out", "{tmp}/sweep"], "wrote {tmp}/sweep/sweep.md"),
+}
+
+
+def test_every_subcommand_is_run_end_to_end_by_this_file():
+    from vaelab.cli import SUBCOMMANDS
+    registered = {add.__name__.removeprefix("add_").removesuffix("_parser") for add in SUBCOMMANDS}
+    assert registered == set(RUN_ABOVE) | set(RUN_BELOW) | {"serve"}  # serve: test_serve_command_answers below
+
+
+@pytest.mark.parametrize("name", sorted(RUN_BELOW))
+def test_subcommand_runs(name, run_dir, tmp_path):
+    argv, printed = RUN_BELOW[name]
+    result = vaelab(*(a.format(run=run_dir, tmp=tmp_path) for a in argv))
+    assert result.returncode == 0, result.stderr
+    assert printed.format(tmp=tmp_path) in result.stdout
+
+
+def test_serve_command_answers(run_dir):
+    import subprocess
+    import sys
+    import urllib.request
+    server = subprocess.Popen([sys.executable, "-m", "vaelab", "serve", str(run_dir), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("vaelab explorer: http://127.0.0.1:"), line
+        with urllib.request.urlopen(line.split()[2] + "api/info", timeout=30) as response:
+            assert json.loads(response.read())["runs"][0]["name"] == run_dir.name
+    finally:
+        server.terminate()
+        server.wait(30)

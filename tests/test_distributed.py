@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
+from conftest import run_vaelab
 from vaelab.runs import read_metrics
 
 COMMON = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "128", "--seed", "1",
@@ -20,8 +20,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def vaelab(*args, env=ENV):
-    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env)
+    return run_vaelab(*args, env=env)
 
 
 def max_difference(a: Path, b: Path) -> float:

@@ -12,15 +12,16 @@ import torch
 from PIL import Image
 from torch.distributions import MultivariateNormal
 
-from vaelab import bounds
+from vaelab import latent, losses, pixels
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
-from vaelab.evaluate import EvalConfig, cvae_classifier, evaluate_run, iw_scores, label_swap, latent_stats
+from vaelab.evaluate import EvalConfig, cvae_classifier, evaluate_run, iw_scores, latent_stats
 from vaelab.losses import kl_monte_carlo, log_normal, reconstruction_nll
 from vaelab.quality import classifier_path, frechet_distance
 from vaelab.runs import load_model
-from vaelab.train import to_float, train
+from vaelab.pixels import to_float
+from vaelab.train import train
 
 BERNOULLI = {"likelihood": "bernoulli", "std": 0.1}
 
@@ -62,42 +63,42 @@ def linear():
 
 @pytest.mark.parametrize("k", [1, 10, 1000])
 def test_the_true_posterior_gives_log_px_exactly_for_every_k(linear, k):
-    log_w, _ = bounds.log_weights(linear.log_likelihood, linear.posterior, k, chunk=64,
+    log_w, _ = losses.log_weights(linear.log_likelihood, linear.posterior, k, chunk=64,
                                   generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(bounds.iw_bound(log_w), linear.log_px, rtol=0, atol=1e-9)
-    torch.testing.assert_close(bounds.elbo(log_w), linear.log_px, rtol=0, atol=1e-9)
-    assert bounds.iw_variance(log_w).max() < 1e-12  # constant weights: no Monte Carlo error
+    torch.testing.assert_close(losses.iw_bound(log_w), linear.log_px, rtol=0, atol=1e-9)
+    torch.testing.assert_close(losses.elbo(log_w), linear.log_px, rtol=0, atol=1e-9)
+    assert losses.iw_variance(log_w).max() < 1e-12  # constant weights: no Monte Carlo error
 
 
 def test_a_mismatched_proposal_converges_to_log_px_as_k_grows(linear):
     """A diagonal Gaussian off the posterior (the VAE's own proposal class): L_K < log p(x) and the
     gap shrinks with K (Burda et al. 2015, Theorem 1), ending within its standard error."""
     logvar = torch.diagonal(linear.post_cov).log().expand_as(linear.post_mean) + 1.0
-    q = bounds.DiagonalGaussian(linear.post_mean + 0.5, logvar)
+    q = losses.DiagonalGaussian(linear.post_mean + 0.5, logvar)
     gaps, ses = [], []
     for k in (1, 10, 100, 10_000):
-        log_w, _ = bounds.log_weights(linear.log_likelihood, q, k, chunk=1000, generator=torch.Generator().manual_seed(k))
-        gaps.append((linear.log_px - bounds.iw_bound(log_w)).mean().item())
-        ses.append(math.sqrt(bounds.iw_variance(log_w).sum().item()) / len(linear.log_px))
+        log_w, _ = losses.log_weights(linear.log_likelihood, q, k, chunk=1000, generator=torch.Generator().manual_seed(k))
+        gaps.append((linear.log_px - losses.iw_bound(log_w)).mean().item())
+        ses.append(math.sqrt(losses.iw_variance(log_w).sum().item()) / len(linear.log_px))
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] > -3 * ses[3], (gaps, ses)
     assert gaps[0] > 0.5 and abs(gaps[3]) < 3 * ses[3] + 0.01, (gaps, ses)
 
 
 def test_k_1_is_the_elbo_and_averages_to_its_closed_form(linear):
-    q = bounds.DiagonalGaussian(linear.post_mean - 0.3, torch.zeros_like(linear.post_mean))
-    log_w, log_px_z = bounds.log_weights(linear.log_likelihood, q, 1, generator=torch.Generator().manual_seed(2))
+    q = losses.DiagonalGaussian(linear.post_mean - 0.3, torch.zeros_like(linear.post_mean))
+    log_w, log_px_z = losses.log_weights(linear.log_likelihood, q, 1, generator=torch.Generator().manual_seed(2))
     z = q.sample(1, torch.Generator().manual_seed(2))  # the same draw, scored independently
     one_sample_elbo = linear.log_likelihood(z) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) \
         - torch.distributions.Normal(q.mu, 1.0).log_prob(z).sum(-1)
-    torch.testing.assert_close(bounds.iw_bound(log_w), one_sample_elbo[0])
-    torch.testing.assert_close(bounds.iw_bound(log_w), bounds.elbo(log_w))
+    torch.testing.assert_close(losses.iw_bound(log_w), one_sample_elbo[0])
+    torch.testing.assert_close(losses.iw_bound(log_w), losses.elbo(log_w))
     # E_q[log p(x,z) - log q(z)] = log p(x) - KL(q || posterior), both in closed form
     eye = torch.eye(3, dtype=torch.float64)
     kl = torch.distributions.kl_divergence(MultivariateNormal(q.mu, eye), MultivariateNormal(linear.post_mean, linear.post_cov))
-    many, _ = bounds.log_weights(linear.log_likelihood, q, 20_000, chunk=5000, generator=torch.Generator().manual_seed(3))
+    many, _ = losses.log_weights(linear.log_likelihood, q, 20_000, chunk=5000, generator=torch.Generator().manual_seed(3))
     se = many.std(0) / math.sqrt(len(many))
-    assert ((bounds.elbo(many) - (linear.log_px - kl)).abs() < 4 * se).all()
-    assert (bounds.iw_bound(many) >= bounds.elbo(many)).all()  # Jensen, on the same samples
+    assert ((losses.elbo(many) - (linear.log_px - kl)).abs() < 4 * se).all()
+    assert (losses.iw_bound(many) >= losses.elbo(many)).all()  # Jensen, on the same samples
 
 
 def test_a_vae_with_one_sample_gives_the_losses_single_sample_elbo():
@@ -106,10 +107,10 @@ def test_a_vae_with_one_sample_gives_the_losses_single_sample_elbo():
     torch.manual_seed(0)
     model = build_model("conv", make_config("conv", (1, 28, 28), 10)).eval()
     x = to_float(load_dataset("mnist-sample").test_x[:6])
-    log_w, _ = bounds.vae_log_weights(model, x, None, 1, BERNOULLI, torch.Generator().manual_seed(5))
+    log_w, _ = losses.vae_log_weights(model, x, None, 1, BERNOULLI, torch.Generator().manual_seed(5))
     with torch.no_grad():
         mu, logvar = model.encode(x)
-        z = bounds.DiagonalGaussian(mu, logvar).sample(1, torch.Generator().manual_seed(5))[0]
+        z = losses.DiagonalGaussian(mu, logvar).sample(1, torch.Generator().manual_seed(5))[0]
         expected = -(reconstruction_nll(model.decode(z), x) + kl_monte_carlo(z, mu, logvar))
     torch.testing.assert_close(log_w[0], expected, rtol=1e-5, atol=1e-3)
 
@@ -118,16 +119,16 @@ def test_a_vae_with_one_sample_gives_the_losses_single_sample_elbo():
 
 def test_binarisation_modes():
     x = load_dataset("mnist-sample").test_x[:200]
-    static = bounds.binarized_set(x, "static", "test")
-    assert torch.equal(static, bounds.binarized_set(x, "static", "test"))  # one fixed draw
-    assert not torch.equal(static, bounds.binarized_set(x, "static", "train"))
+    static = pixels.binarized_set(x, "static", "test")
+    assert torch.equal(static, pixels.binarized_set(x, "static", "test"))  # one fixed draw
+    assert not torch.equal(static, pixels.binarized_set(x, "static", "train"))
     assert set(static.unique().tolist()) == {0, 255}
     assert abs(static.float().mean() - x.float().mean()) < 1.0  # P(1) = x / 255
-    assert bounds.binarized_set(x, "none") is x and bounds.binarized_train_set(x, "dynamic") is x
-    a, b = (bounds.binarize(to_float(x), "dynamic") for _ in range(2))
+    assert pixels.binarized_set(x, "none") is x and pixels.binarized_train_set(x, "dynamic") is x
+    a, b = (pixels.binarize(to_float(x), "dynamic") for _ in range(2))
     assert not torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
     with pytest.raises(VaelabError, match="dynamic, static"):
-        bounds.binarized_set(x, "otsu")
+        pixels.binarized_set(x, "otsu")
 
 
 def test_frechet_distance_matches_scipy_and_known_cases():
@@ -205,7 +206,7 @@ def test_cvae_classifies_by_its_bound_well_above_chance(lab):
 
 
 def test_label_swap_keeps_z_and_changes_the_label(lab):
-    images = label_swap(lab.cvae, lab.data.test_x, lab.data.test_y)
+    images = latent.label_swap(lab.cvae, lab.data.test_x, lab.data.test_y)
     assert images.shape == (10 * 11, 1, 28, 28)
     first = [int(torch.nonzero(lab.data.test_y == c)[0]) for c in range(10)]
     torch.testing.assert_close(images[::11], to_float(lab.data.test_x[first]))  # the inputs, first column
@@ -231,7 +232,7 @@ def test_evaluate_command_on_a_cvae(lab):
 
 def evaluate_args(*argv):
     import argparse
-    from vaelab.evaluate import add_evaluate_parser
+    from vaelab.cli import add_evaluate_parser
     parser = argparse.ArgumentParser()
     add_evaluate_parser(parser.add_subparsers())
     return parser.parse_args(["evaluate", *argv])

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from test_serve import trained_run  # the runs are trained once per session, shared with test_serve.py
 from vaelab import serve
 
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -30,9 +29,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(explorer_run):
     import uvicorn
-    runs = serve.load_runs([trained_run(tmp_path_factory, "conv"), trained_run(tmp_path_factory, "cvae")])
+    runs = serve.load_runs([explorer_run("conv"), explorer_run("cvae")])
     sock = serve.listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(serve.create_app(runs), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -7,7 +7,8 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from vaelab import plots
+from vaelab import latent, plots
+from vaelab.images import tile
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.runs import load_model, read_metrics
@@ -24,8 +25,8 @@ def lab(tmp_path_factory):
     data = load_dataset("mnist-sample")
     conv, _ = load_model(conv_dir)
     cvae, _ = load_model(cvae_dir)
-    mu, logvar = plots.encode(conv, data.test_x, data.test_y)
-    cvae_mu, _ = plots.encode(cvae, data.test_x, data.test_y)
+    mu, logvar = latent.encode_set(conv, data.test_x, data.test_y)
+    cvae_mu, _ = latent.encode_set(cvae, data.test_x, data.test_y)
     return SimpleNamespace(conv=conv, cvae=cvae, conv_dir=conv_dir, data=data, mu=mu, logvar=logvar, cvae_mu=cvae_mu)
 
 
@@ -48,9 +49,9 @@ def test_encode_gives_the_encoder_means_of_the_whole_test_set(lab):
 
 @pytest.mark.parametrize("n", [15, 31])
 def test_manifold_is_n_tiles_of_28_pixels_a_side_decoded_at_the_grid_z(lab, n):
-    plane = plots.latent_plane(lab.mu)
-    bounds = plots.latent_range(plane.coords(lab.mu))
-    tiles = plots.decode_grid(lab.conv, plane, bounds, n)
+    plane = latent.latent_plane(lab.mu)
+    bounds = latent.latent_range(plane.coords(lab.mu))
+    tiles = latent.decode_grid(lab.conv, plane, bounds, n)
     assert tiles.shape == (n * 28, n * 28)
     (lo1, hi1), (lo2, hi2) = bounds
     top_left, bottom_right = sigmoid_decode(lab.conv, [[lo1, hi2], [hi1, lo2]])[:, 0]
@@ -65,10 +66,10 @@ def test_manifold_is_n_tiles_of_28_pixels_a_side_decoded_at_the_grid_z(lab, n):
 
 
 def test_data_range_is_the_min_max_of_the_means_or_their_percentiles_or_the_scale(lab):
-    np.testing.assert_allclose(plots.latent_range(lab.mu), np.stack([lab.mu.min(0), lab.mu.max(0)], 1))
-    trimmed = plots.latent_range(lab.mu, trim=5)
+    np.testing.assert_allclose(latent.latent_range(lab.mu), np.stack([lab.mu.min(0), lab.mu.max(0)], 1))
+    trimmed = latent.latent_range(lab.mu, trim=5)
     np.testing.assert_allclose(trimmed[:, 0], np.percentile(lab.mu, 5, axis=0))
-    np.testing.assert_array_equal(plots.latent_range(lab.mu, "scale", 2.5), [[-2.5, 2.5], [-2.5, 2.5]])
+    np.testing.assert_array_equal(latent.latent_range(lab.mu, "scale", 2.5), [[-2.5, 2.5], [-2.5, 2.5]])
 
 
 def test_image_at_the_origin_is_the_sigmoid_of_the_decoder_at_zero(lab):
@@ -80,7 +81,7 @@ def test_image_at_the_origin_is_the_sigmoid_of_the_decoder_at_zero(lab):
 
 def test_scatter_holds_every_test_point_coloured_by_its_label(lab):
     labels = lab.data.test_y.numpy()
-    fig = plots.latent_scatter(lab.mu, labels, lab.data.classes, plots.latent_plane(lab.mu))
+    fig = plots.latent_scatter(lab.mu, labels, lab.data.classes, latent.latent_plane(lab.mu))
     dots = next(c for c in fig.axes[0].collections if isinstance(c, PathCollection))
     offsets, colours = np.asarray(dots.get_offsets()), np.asarray(dots.get_array())
     assert offsets.shape == (1000, 2)  # all of mnist-sample's 1,000 test images
@@ -96,7 +97,7 @@ def test_scatter_holds_every_test_point_coloured_by_its_label(lab):
 def test_scatter_keeps_at_most_5000_points_and_names_sampled_z(lab):
     many = np.tile(lab.mu, (6, 1))
     fig = plots.latent_scatter(many, np.tile(lab.data.test_y.numpy(), 6), lab.data.classes,
-                               plots.latent_plane(many), kind="sample")
+                               latent.latent_plane(many), kind="sample")
     assert len(fig.axes[0].collections[0].get_offsets()) == 5000
     assert "reparameterised samples" in fig.axes[0].get_title()
 
@@ -104,7 +105,7 @@ def test_scatter_keeps_at_most_5000_points_and_names_sampled_z(lab):
 def test_a_larger_latent_is_shown_in_its_principal_plane():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((500, 8)) * np.array([5, 3, 1, 1, 1, 1, 1, 1])
-    plane = plots.latent_plane(z)
+    plane = latent.latent_plane(z)
     np.testing.assert_allclose(plane.basis @ plane.basis.T, np.eye(2), atol=1e-8)
     assert abs(plane.basis[0, 0]) > 0.95 and abs(plane.basis[1, 1]) > 0.95  # the two widest axes
     assert "PC1" in plane.names[0] and "PCA" in plane.about
@@ -113,7 +114,7 @@ def test_a_larger_latent_is_shown_in_its_principal_plane():
 
 def test_vae_class_codes_sit_where_each_class_lives(lab):
     labels = lab.data.test_y.numpy()
-    z, y = plots.class_codes(lab.mu, labels, 10, per_class=4000)
+    z, y = latent.class_codes(lab.mu, labels, 10, per_class=4000)
     for k in (0, 1, 7):
         members = lab.mu[labels == k]
         np.testing.assert_allclose(z[y == k].mean(0), members.mean(0), atol=0.1 * members.std(0).max() + 1e-6)
@@ -121,26 +122,26 @@ def test_vae_class_codes_sit_where_each_class_lives(lab):
 
 
 def test_cvae_class_grid_decodes_the_label_it_claims(lab):
-    z, y = plots.class_codes(lab.cvae_mu, lab.data.test_y, 10, per_class=5, conditional=True)
+    z, y = latent.class_codes(lab.cvae_mu, lab.data.test_y, 10, per_class=5, conditional=True)
     np.testing.assert_array_equal(z[y == 0], z[y == 9])  # the same z in every row: only the label changes
     grid = shown_image(plots.class_grid(lab.cvae, z, y, lab.data.classes))
     assert grid.shape == (10 * 28, 5 * 28)
     for k in range(10):
         row = grid[k * 28:(k + 1) * 28]
-        np.testing.assert_allclose(row, plots.tile(sigmoid_decode(lab.cvae, z[y == k], k), 5), atol=1e-5)
-        other = plots.tile(sigmoid_decode(lab.cvae, z[y == k], (k + 1) % 10), 5)
+        np.testing.assert_allclose(row, tile(sigmoid_decode(lab.cvae, z[y == k], k), 5), atol=1e-5)
+        other = tile(sigmoid_decode(lab.cvae, z[y == k], (k + 1) % 10), 5)
         assert np.abs(row - other).mean() > 0.01
 
 
 def test_walk_runs_from_the_first_code_to_the_second(lab):
     x, y = lab.data.test_x, lab.data.test_y
-    ends, images = plots.walk(lab.conv, x, y, 1, 7, steps=10)
+    ends, images = latent.walk(lab.conv, x, y, 1, 7, steps=10)
     first = [int(torch.nonzero(y == k)[0]) for k in (1, 7)]
     np.testing.assert_allclose(ends.numpy(), x[first].numpy() / 255.0, atol=1e-7)
     mu = lab.mu[first]
     np.testing.assert_allclose(images[0].numpy(), sigmoid_decode(lab.conv, mu[:1])[0], atol=1e-5)
     np.testing.assert_allclose(images[-1].numpy(), sigmoid_decode(lab.conv, mu[1:])[0], atol=1e-5)
-    _, images = plots.walk(lab.cvae, x, y, 4, 9, steps=10)
+    _, images = latent.walk(lab.cvae, x, y, 4, 9, steps=10)
     cvae_mu = lab.cvae_mu[[int(torch.nonzero(y == k)[0]) for k in (4, 9)]]
     np.testing.assert_allclose(images[-1].numpy(), sigmoid_decode(lab.cvae, cvae_mu[1:], 9)[0], atol=1e-5)
     fig = plots.interpolation_walks(lab.conv, x, y, [(1, 7), (4, 9)], lab.data.classes)
@@ -185,7 +186,7 @@ def test_architecture_diagram_names_every_layer_with_its_parameters(lab):
 
 def test_a_conditional_model_needs_a_label_to_decode(lab):
     with pytest.raises(Exception, match="conditional.*label"):
-        plots.decode(lab.cvae, np.zeros((1, 2)))
+        latent.decode(lab.cvae, np.zeros((1, 2)))
 
 
 def test_colour_images_keep_their_channels():
@@ -193,9 +194,9 @@ def test_colour_images_keep_their_channels():
     model = build_model("conv", make_config("conv", (3, 32, 32), 10)).eval()
     x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
     y = torch.arange(40) % 10
-    mu, _ = plots.encode(model, x, y)
-    plane = plots.latent_plane(mu)
-    tiles = plots.decode_grid(model, plane, plots.latent_range(mu, "scale"), 5)
+    mu, _ = latent.encode_set(model, x, y)
+    plane = latent.latent_plane(mu)
+    tiles = latent.decode_grid(model, plane, latent.latent_range(mu, "scale"), 5)
     assert tiles.shape == (5 * 32, 5 * 32, 3)
     assert shown_image(plots.class_examples(x, y, [str(k) for k in range(10)])).shape == (32, 32, 3)
     assert shown_image(plots.interpolation_walks(model, x, y, [(0, 1)], "0123456789", steps=4)).shape[2] == 3

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vaelab.compare import add_compare_parser, compare_runs, latent_summary, run_summary
+from vaelab.cli import add_compare_parser, add_report_parser
+from vaelab.compare import compare_runs, latent_summary, run_summary
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
-from vaelab.report import add_report_parser, make_report
+from vaelab.report import make_report
 from vaelab.runs import read_metrics
 from vaelab.train import train
 

@@ -1,7 +1,7 @@
 """The explorer's JSON API (vaelab/serve.py) through Starlette's test client.
 
 Valid requests give what the model itself gives; every invalid one gets HTTP 4xx with a message
-that names the field. The runs are trained once per test session (see `trained_run`).
+that names the field. The runs are trained once per test session (conftest.explorer_run).
 """
 import argparse
 import base64
@@ -17,25 +17,11 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from vaelab import serve
-from vaelab.config import TrainConfig
-from vaelab.data import load_dataset
+from vaelab.cli import add_serve_parser
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.models import build_model, make_config
 from vaelab.runs import config_dict, load_model, save_weights, write_json
-from vaelab.train import to_float, train
-
-SEED = 3  # 2 epochs on the sample: seed 3 gives an informative latent code (KL ~5 nats), not a collapsed one
-
-
-def trained_run(tmp_path_factory, model: str):
-    """A 2-epoch run of `model` on the bundled sample, trained once per session and shared with
-    tests/test_explorer_browser.py through the session's base temporary folder."""
-    out = tmp_path_factory.getbasetemp() / "explorer-runs" / model
-    if not (out / "model.safetensors").is_file():
-        cfg = TrainConfig(model=model, dataset="mnist-sample", epochs=2, seed=SEED, device="cpu")
-        train(cfg, out=out, overwrite=True, progress=False)
-    return out
-
+from vaelab.pixels import to_float
 
 def untrained_run(base, out, latent_dim: int):
     """A run folder holding a fresh conv model of another latent size (for the PCA plane)."""
@@ -48,8 +34,8 @@ def untrained_run(base, out, latent_dim: int):
 
 
 @pytest.fixture(scope="module")
-def run_dirs(tmp_path_factory):
-    conv, cvae = trained_run(tmp_path_factory, "conv"), trained_run(tmp_path_factory, "cvae")
+def run_dirs(tmp_path_factory, explorer_run):
+    conv, cvae = explorer_run("conv"), explorer_run("cvae")
     return [conv, cvae, untrained_run(conv, tmp_path_factory.mktemp("pca") / "latent4", latent_dim=4)]
 
 
@@ -64,8 +50,8 @@ def models(run_dirs):
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_dataset("mnist-sample")
+def data(sample):
+    return sample
 
 
 def png(data_url: str) -> np.ndarray:
@@ -152,14 +138,14 @@ def test_grid_tiles_the_range_top_row_first(client, models):
     assert np.abs(image[-28:, -28:].astype(int) - expected(models[1], [1, -1], 5)).max() <= 1
 
 
-def test_a_larger_latent_is_decoded_through_the_pca_inverse_transform(client, run_dirs):
+def test_a_larger_latent_is_decoded_through_its_principal_plane(client, run_dirs):
     run = serve.load_runs([run_dirs[2]])[0]
     answer = post(client, "decode", {"run": 2, "plane": [0.3, -0.2]})
     assert len(answer["z"]) == 4
-    np.testing.assert_allclose(answer["z"], run.pca.inverse_transform([[0.3, -0.2]])[0], atol=1e-5)
+    np.testing.assert_allclose(answer["z"], run.plane.latent([[0.3, -0.2]])[0], atol=1e-5)
     np.testing.assert_allclose(answer["plane"], [0.3, -0.2], atol=1e-4)  # the plane maps back onto itself
     z = post(client, "decode", {"run": 2, "z": [0.1, 0.2, 0.3, 0.4]})
-    np.testing.assert_allclose(z["plane"], run.pca.transform([[0.1, 0.2, 0.3, 0.4]])[0], atol=1e-4)
+    np.testing.assert_allclose(z["plane"], run.plane.coords([[0.1, 0.2, 0.3, 0.4]])[0], atol=1e-4)
     assert len(client.get("/api/points?run=2").json()["x"]) == 1000
 
 
@@ -252,7 +238,7 @@ def test_a_run_folder_with_missing_weights_is_a_clear_error(run_dirs, tmp_path):
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
         serve.load_runs([tmp_path])
     parser = argparse.ArgumentParser()
-    serve.add_serve_parser(parser.add_subparsers())
+    add_serve_parser(parser.add_subparsers())
     args = parser.parse_args(["serve", str(tmp_path / "nowhere"), "--port", "0"])
     with pytest.raises(VaelabError, match="does not exist"):
         args.handler(args)

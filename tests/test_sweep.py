@@ -10,7 +10,8 @@ import pytest
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.runs import read_json, read_metrics
-from vaelab.sweep import add_sweep_parser, sweep, swept_setting
+from vaelab.cli import add_sweep_parser, swept_setting
+from vaelab.sweep import sweep
 
 
 @pytest.fixture(scope="module")

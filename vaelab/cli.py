@@ -1,102 +1,23 @@
-"""The `vaelab` command: one subcommand per job, flags derived from the config dataclasses."""
+"""The `vaelab` command: one subcommand per job.
+
+Every subcommand follows one convention: `add_NAME_parser` declares its flags (those of settings
+come from the settings dataclasses, through vaelab/flags.py), and `cmd_NAME` calls one library
+function and prints what it returns. The library never parses a flag or prints a result.
+Library modules are imported inside the commands, so `vaelab --help` starts quickly.
+"""
 import argparse
-import os
 import math
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from vaelab.compare import add_compare_parser
-from vaelab.config import TrainConfig, add_fields, from_args
-from vaelab.evaluate import add_evaluate_parser
+from vaelab import flags
+from vaelab.config import RESUME_OVERRIDES, TrainConfig
 from vaelab.errors import VaelabError
-from vaelab.models import FAMILIES, MODELS, option_fields
-from vaelab.report import add_report_parser, make_report
-from vaelab.serve import add_serve_parser
-from vaelab.sweep import add_sweep_parser
-from vaelab.train import RESUME_OVERRIDES
 
 
-def model_option_names() -> list[str]:
-    return sorted({f.name for family in FAMILIES for f in option_fields(family)})
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--latent-dim, --hidden-dim, ...: every family's options; absent means the model's default."""
-    group = parser.add_argument_group("model options (each applies to the models that have it)")
-    seen = set()
-    for family in FAMILIES:
-        config_cls = FAMILIES[family][0]
-        skip = seen | {"input_shape", "num_classes"}
-        add_fields(group, config_cls, skip=skip, defaults_none=True)
-        seen |= {f.name for f in option_fields(family)}
-
-
-def model_options(args) -> dict:
-    return {name: getattr(args, name) for name in model_option_names()}
-
-
-def cmd_data(args) -> None:
-    from vaelab.data import format_data_table
-    print(format_data_table(args.data_dir))
-
-
-def cmd_summary(args) -> None:
-    from vaelab.models import build_model, make_config
-    from vaelab.summary import format_summary
-    config = make_config(args.model, args.image_shape, args.num_classes, **model_options(args))
-    print(format_summary(args.model, build_model(args.model, config)))
-
-
-def cmd_train(args) -> int | None:
-    from vaelab import distributed
-    from vaelab.train import resume, train
-    if args.nproc and not distributed.launched():
-        return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
-    try:
-        if args.resume:
-            run_dir = resume(args.resume, progress=not args.no_progress, **args.given)
-        else:
-            cfg = from_args(TrainConfig, args)
-            run_dir = train(cfg, model_options(args), out=args.out, overwrite=args.overwrite,
-                            progress=not args.no_progress)
-    finally:
-        distributed.teardown()
-    if os.environ.get("RANK", "0") != "0":
-        return None
-    print(f"run folder: {run_dir}")
-    if not args.no_report:
-        print(f"report: {make_report(run_dir)}")
-    return None
-
-
-def without_flag(argv: list[str], flag: str) -> list[str]:
-    """argv less `flag VALUE` or `flag=VALUE`."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == flag:
-            skip = True
-        elif not a.startswith(flag + "="):
-            out.append(a)
-    return out
-
-
-def cmd_sample(args) -> None:
-    from vaelab.generate import sample_images
-    from vaelab.images import image_grid, save_png
-    from vaelab.runs import load_model
-    model, _ = load_model(args.run)
-    images = sample_images(model, args.n, args.label, args.seed)
-    out = Path(args.out or Path(args.run) / "samples.png")
-    save_png(out, image_grid(images, ncol=math.ceil(math.sqrt(args.n))))
-    print(f"wrote {out}")
-
-
-def cmd_demo(args) -> None:
-    from vaelab.demo import demo
-    demo(out=args.out, epochs=args.epochs)
-
+# ---- argument types --------------------------------------------------------------------------
 
 def positive_int(text: str) -> int:
     try:
@@ -115,33 +36,98 @@ def image_shape(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaelab", description="Train, evaluate and explore VAEs on small image data sets.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def port_number(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """argv less `flag VALUE` or `flag=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+# ---- data, summary -------------------------------------------------------------------------------
+
+def add_data_parser(sub) -> None:
     p = sub.add_parser("data", help="list the data sets, where each was found or why not")
     p.add_argument("--data-dir", help="also look in this folder")
     p.set_defaults(handler=cmd_data)
 
+
+def cmd_data(args) -> None:
+    from vaelab.data import format_data_table
+    print(format_data_table(args.data_dir))
+
+
+def add_summary_parser(sub) -> None:
+    from vaelab.models import MODELS
     p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
     p.add_argument("model", choices=tuple(MODELS))
     p.add_argument("--image-shape", type=image_shape, default=(1, 28, 28), help="C,H,W of the input (default: 1,28,28)")
     p.add_argument("--num-classes", type=positive_int, default=10, help="classes, for conditional models (default: 10)")
-    add_model_options(p)
+    flags.add_model_options(p)
     p.set_defaults(handler=cmd_summary)
 
+
+def cmd_summary(args) -> None:
+    from vaelab.models import build_model, make_config
+    from vaelab.summary import format_summary
+    config = make_config(args.model, args.image_shape, args.num_classes, **flags.model_options(args))
+    print(format_summary(args.model, build_model(args.model, config)))
+
+
+# ---- train, sample, demo -------------------------------------------------------------------------
+
+def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and write a run folder")
-    add_fields(p, TrainConfig)
-    add_model_options(p)
+    flags.add_fields(p, TrainConfig)
+    flags.add_model_options(p)
+    may_change = ", ".join(flags.flag_name(k) for k in RESUME_OVERRIDES)
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint with its saved settings; --epochs, --lr and --clip-grad may change")
+    p.add_argument("--resume", metavar="RUN", help=f"continue RUN from its last checkpoint with its saved settings; "
+                                                   f"{may_change} may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html at the end")
     p.add_argument("--nproc", type=positive_int, help="train with N processes on this machine via torch.distributed "
                    "(same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays the global batch)")
     p.set_defaults(handler=cmd_train)
 
+
+def cmd_train(args) -> int | None:
+    from vaelab import distributed
+    from vaelab.train import resume, train
+    if args.nproc and not distributed.launched():
+        return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
+    try:
+        if args.resume:
+            given = {k: getattr(args, k) for k in RESUME_OVERRIDES if flags.flag_name(k) in args.flags_given}
+            run_dir = resume(args.resume, progress=not args.no_progress, **given)
+        else:
+            cfg = flags.from_args(TrainConfig, args)
+            run_dir = train(cfg, flags.model_options(args), out=args.out, overwrite=args.overwrite,
+                            progress=not args.no_progress)
+    finally:
+        distributed.teardown()
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    print(f"run folder: {run_dir}")
+    if not args.no_report:
+        from vaelab.report import make_report
+        print(f"report: {make_report(run_dir)}")
+    return None
+
+
+def add_sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="write a PNG grid of images generated from z ~ N(0, I)")
     p.add_argument("run", help="run folder")
     p.add_argument("-n", type=positive_int, default=16, help="number of images (default: 16)")
@@ -150,24 +136,159 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
     p.set_defaults(handler=cmd_sample)
 
-    add_report_parser(sub)
-    add_compare_parser(sub)
-    add_serve_parser(sub)
-    add_evaluate_parser(sub)
-    add_sweep_parser(sub)
 
+def cmd_sample(args) -> None:
+    from vaelab import runs
+    from vaelab.images import image_grid, save_png
+    from vaelab.latent import samples
+    model, _ = runs.load_model(args.run)
+    images = samples(model, args.n, args.seed, args.label)
+    out = Path(args.out or runs.samples_path(args.run))
+    save_png(out, image_grid(images, ncol=math.ceil(math.sqrt(args.n))))
+    print(f"wrote {out}")
+
+
+def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="train the conv VAE on MNIST (or the bundled sample offline) in one command")
     p.add_argument("--epochs", type=positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")
     p.add_argument("--out", help="run folder (default: runs/demo-DATASET-TIMESTAMP)")
     p.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args) -> None:
+    from vaelab.demo import demo
+    demo(out=args.out, epochs=args.epochs)
+
+
+# ---- report, compare, evaluate, sweep ------------------------------------------------------------
+
+def add_report_parser(sub) -> None:
+    from vaelab.report import ReportSettings
+    p = sub.add_parser("report", help="write RUN/figures/*.png and RUN/report.html")
+    p.add_argument("run", help="run folder")
+    flags.add_fields(p, ReportSettings)
+    p.set_defaults(handler=cmd_report, report_parser=p)
+
+
+def cmd_report(args) -> None:
+    from vaelab import runs
+    from vaelab.report import ReportSettings, make_report, settings_problem
+    settings = flags.from_args(ReportSettings, args)
+    problem = settings_problem(settings, runs.read_config(args.run)["data"]["classes"])
+    if problem:
+        args.report_parser.error(problem)  # usage line + message, exit status 2, like any bad flag
+    print(f"wrote {make_report(args.run, settings)}")
+
+
+def add_compare_parser(sub) -> None:
+    from vaelab.compare import CompareSettings
+    p = sub.add_parser("compare", help="compare runs: a table with sample quality, test curves, latent scatters, "
+                                       "samples and manifold grids side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--out", help="folder for compare.html and its figures (default: runs/compare-TIMESTAMP)")
+    flags.add_fields(p, CompareSettings, skip=("classifier_epochs",))
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_compare(args) -> None:
+    from vaelab.compare import CompareSettings, compare_runs
+    out = Path(args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
+    path = compare_runs(args.runs, out, flags.from_args(CompareSettings, args))
+    print((out / "compare.md").read_text(), end="")
+    print(f"wrote {path}")
+
+
+def add_evaluate_parser(sub) -> None:
+    from vaelab.evaluate import EvalConfig
+    p = sub.add_parser("evaluate", help="score a run: ELBO, importance-weighted bound, latent classifiers, "
+                                        "sample quality; writes RUN/eval.json")
+    p.add_argument("run", help="run folder")
+    flags.add_fields(p, EvalConfig)
+    p.add_argument("--retrain-classifier", action="store_true", help="train the sample-quality classifier again even if one is cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> None:
+    from dataclasses import asdict
+    from vaelab import runs
+    from vaelab.evaluate import EvalConfig, evaluate_run, format_result
+    cfg = flags.from_args(EvalConfig, args)
+    result = evaluate_run(args.run, progress=not args.no_progress, retrain_classifier=args.retrain_classifier,
+                          **asdict(cfg))
+    print(format_result(result))
+    print(f"wrote {Path(args.run) / runs.EVAL}")
+
+
+def add_sweep_parser(sub) -> None:
+    from vaelab.sweep import SweepSettings
+    p = sub.add_parser("sweep", help="train one run per value of one setting (e.g. --latent-dim 2,4,8,16,32); table and figure")
+    flags.add_fields(p, TrainConfig, lists=True)
+    flags.add_model_options(p, lists=True)
+    p.add_argument("--out", help="sweep folder (default: runs/sweep-SETTING-TIMESTAMP)")
+    p.add_argument("--overwrite", action="store_true", help="train every run again, even those already in the sweep folder")
+    flags.add_fields(p, SweepSettings)
+    p.set_defaults(handler=cmd_sweep, numeric=flags.numeric_names(TrainConfig))
+
+
+def swept_setting(args, names) -> tuple[str, tuple]:
+    """(name, values) of the one flag given several values; the others become single values."""
+    multi = [n for n in names if isinstance(getattr(args, n, None), tuple) and len(getattr(args, n)) > 1]
+    named = ", ".join(flags.flag_name(n) for n in multi)
+    if len(multi) != 1:
+        raise VaelabError(f"a sweep varies one setting, but {named} have several values; keep one of them a single value"
+                          if multi else "give one setting several comma-separated values, e.g. --latent-dim 2,4,8,16,32 or --beta 0.5,1,4")
+    values = getattr(args, multi[0])
+    for n in names:
+        if isinstance(getattr(args, n, None), tuple):
+            setattr(args, n, getattr(args, n)[0])
+    return multi[0], values
+
+
+def cmd_sweep(args) -> None:
+    from vaelab.sweep import SweepSettings, sweep
+    name, values = swept_setting(args, args.numeric)
+    s = flags.from_args(SweepSettings, args)
+    out = args.out or f"runs/sweep-{name.replace('_', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = sweep(flags.from_args(TrainConfig, args), flags.model_options(args), name, values, out,
+                   overwrite=args.overwrite, iw_samples=s.iw_samples, iw_images=s.iw_images)
+    print((folder / "sweep.md").read_text(), end="")
+    print(f"wrote {folder / 'sweep.md'}, sweep.csv, sweep.json and sweep.png")
+
+
+# ---- serve ---------------------------------------------------------------------------------------
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="open the latent-space explorer (a web page) for one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; the page has a run picker when there are several")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    p.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args) -> None:
+    from vaelab.serve import serve
+    serve(args.runs, args.host, args.port)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+SUBCOMMANDS = (add_data_parser, add_summary_parser, add_train_parser, add_sample_parser, add_report_parser,
+               add_compare_parser, add_serve_parser, add_evaluate_parser, add_sweep_parser, add_demo_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaelab", description="Train, evaluate and explore VAEs on small image data sets.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    flags = {a.split("=")[0] for a in argv}
-    args.given = {k: getattr(args, k) for k in RESUME_OVERRIDES if "--" + k.replace("_", "-") in flags}
+    args.flags_given = {a.split("=")[0] for a in argv}
     args.argv = argv
     try:
         return args.handler(args) or 0

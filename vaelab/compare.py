@@ -1,4 +1,4 @@
-"""`vaelab compare RUN RUN ...`: runs side by side (SPEC.md, figure 9).
+"""`vaelab compare RUN RUN ...`: runs side by side (figure 9 of the exercises).
 
     OUT/compare.md     the table, also printed to the terminal
     OUT/compare.html   the table and both figures, self-contained like a run's report
@@ -14,17 +14,19 @@ the test set: how far the aggregate posterior q(z) is from the prior (the MMD of
 between sampled test codes and N(0, I) draws), the active units, and sample quality (the
 classifier-feature Fréchet distance, confidence and class balance of vaelab.quality).
 """
-import argparse
 import html
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vaelab import latent, runs
 from vaelab.errors import VaelabError
-from vaelab.report import grid_size, page, table
-from vaelab.runs import atomic_write, read_json, read_metrics
+from vaelab.files import atomic_write
+from vaelab.options import check, opt
+from vaelab.pages import figure, page, table
+from vaelab.report import GRID_LIMITS, grid_size
 
 COLUMNS = (("run", "run"), ("model", "model"), ("dataset", "data set"), ("latent_dim", "latent"),
            ("params", "parameters"), ("epochs", "epochs"), ("train_total", "train loss"),
@@ -37,10 +39,33 @@ TEXT_COLUMNS = ("run", "model", "dataset", "device")
 MMD_POINTS = 2000  # test codes (and prior draws) in the q(z)-to-prior MMD
 
 
+def sample_count(text: str) -> int:
+    if not text.strip().isdigit() or 0 < int(text) < 100:
+        raise ValueError(f"expected 0 (skip) or a whole number of at least 100 images, got {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What `compare_runs` measures and draws; `vaelab compare`'s flags are these fields."""
+    grid: int = opt(15, "images per side of each manifold grid, 2 to 64", min=GRID_LIMITS[0], max=GRID_LIMITS[1],
+                    parse=grid_size)
+    label: int = opt(4, "class decoded by conditional models' grids", min=0)
+    quality_samples: int = opt(10_000, "images generated per run for sample quality; 0 skips it", min=0,
+                               parse=sample_count)
+    classifier_epochs: int | None = opt(None, "epochs of the sample-quality classifier when first trained for a "
+                                              "data set; None: 3 on a full set, up to 15 on a small one", min=1)
+
+    def __post_init__(self):
+        check(self)
+        if 0 < self.quality_samples < 100:
+            raise VaelabError(f"--quality-samples must be 0 (skip) or at least 100, got {self.quality_samples}")
+
+
 def run_summary(run_dir, name: str | None = None) -> dict:
     """One row of the comparison: the run's settings and the metrics of its last epoch."""
     run_dir = Path(run_dir)
-    config, rows = read_json(run_dir / "config.json"), read_metrics(run_dir)
+    config, rows = runs.read_config(run_dir), runs.read_metrics(run_dir)
     if not rows:
         raise VaelabError(f"{run_dir} has no finished epoch (metrics.jsonl is empty); train it first or leave it out")
     last = rows[-1]
@@ -55,8 +80,7 @@ def latent_summary(run, seed: int = 0) -> dict:
     N(0, I) draws (0 when q(z) = p(z); kernel of the MMD objective), and the active units."""
     from vaelab.evaluate import latent_stats
     from vaelab.losses import mmd
-    from vaelab.plots import reparameterized
-    z = torch.from_numpy(reparameterized(run.mu, run.logvar, seed)).double()
+    z = torch.from_numpy(latent.reparameterized(run.mu, run.logvar, seed)).double()
     g = torch.Generator().manual_seed(seed)
     z = z[torch.randperm(len(z), generator=g)[:MMD_POINTS]]
     stats = latent_stats(torch.from_numpy(run.mu), torch.from_numpy(run.logvar))
@@ -97,43 +121,42 @@ def run_names(run_dirs) -> list[str]:
 
 def manifold_tiles(run, grid: int = 15, label: int = 4):
     """A run's manifold grid over its data range (figure 4; a CVAE's with `label`, figure 6)."""
-    from vaelab import plots
-    plane = plots.latent_plane(run.mu)
-    bounds = plots.latent_range(plane.coords(run.mu))
+    plane = latent.latent_plane(run.mu)
+    bounds = latent.latent_range(plane.coords(run.mu))
     classes = run.model.config.num_classes
     conditional = classes > 0
     if conditional and not 0 <= label < classes:
         raise VaelabError(f"--label {label} is not a class of {run.dir}: use 0..{classes - 1}")
-    return plots.decode_grid(run.model, plane, bounds, grid, label if conditional else None)
+    return latent.decode_grid(run.model, plane, bounds, grid, label if conditional else None)
 
 
-def compare_runs(run_dirs, out_dir, grid: int = 15, label: int = 4, quality_samples: int = 10_000,
-                 classifier_epochs: int | None = None) -> Path:
-    """Write the comparison of `run_dirs` into `out_dir`; returns the HTML page's path."""
-    from vaelab.report import load_run
+def compare_runs(run_dirs, out_dir, settings: CompareSettings | None = None, **changes) -> Path:
+    """Write the comparison of `run_dirs` into `out_dir`; returns the HTML page's path. `changes`
+    are CompareSettings fields (grid=31, quality_samples=0, ...)."""
+    s = replace(settings or CompareSettings(), **changes)
     if not run_dirs:
         raise VaelabError("give at least one run folder to compare")
     names = run_names(run_dirs)
     summaries = [run_summary(d, n) for d, n in zip(run_dirs, names)]
-    runs = [load_run(d) for d in run_dirs]
-    for s, run in zip(summaries, runs):
-        s.update(latent_summary(run), **quality_summary(run, quality_samples, classifier_epochs))
+    loaded = [runs.open_run(d) for d in run_dirs]
+    for summary, run in zip(summaries, loaded):
+        summary.update(latent_summary(run), **quality_summary(run, s.quality_samples, s.classifier_epochs))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shown = save_figures(summaries, runs, out, grid, label)
+    shown = save_figures(summaries, loaded, out, s.grid, s.label)
     atomic_write(out / "compare.md", markdown_table(summaries).encode())
-    atomic_write(out / "compare.html", compare_page(summaries, shown, grid, label, quality_samples).encode())
+    atomic_write(out / "compare.html", compare_page(summaries, shown, s.grid, s.label, s.quality_samples).encode())
     return out / "compare.html"
 
 
-def save_figures(summaries: list[dict], runs: list, out: Path, grid: int, label: int) -> list[str]:
+def save_figures(summaries: list[dict], loaded: list, out: Path, grid: int, label: int) -> list[str]:
     """The comparison's figures in OUT (a scatter and a grid need a latent size of 2 or more, the
     scatters one data set); returns the names written, stale ones from an earlier call removed."""
     from vaelab import plots  # matplotlib: only when a comparison is made
-    figures = {"curves": plots.compare_curves({s["run"]: run.rows for s, run in zip(summaries, runs)}),
+    figures = {"curves": plots.compare_curves({s["run"]: run.rows for s, run in zip(summaries, loaded)}),
                "samples": plots.side_by_side({f"{s['run']} ({s['model']})": sample_tiles(run)
-                                              for s, run in zip(summaries, runs)})}
-    planar = [(s, run) for s, run in zip(summaries, runs) if s["latent_dim"] >= 2]
+                                              for s, run in zip(summaries, loaded)})}
+    planar = [(s, run) for s, run in zip(summaries, loaded) if s["latent_dim"] >= 2]
     if planar and len({s["dataset"] for s, _ in planar}) == 1:
         figures["scatters"] = plots.scatter_panels({f"{s['run']} ({s['model']})": scatter_points(run) for s, run in planar},
                                                    planar[0][1].data.classes)
@@ -143,25 +166,22 @@ def save_figures(summaries: list[dict], runs: list, out: Path, grid: int, label:
     for name in ("curves", "scatters", "samples", "manifolds"):
         (out / f"{name}.png").unlink(missing_ok=True)
     for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+        fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")  # "tight": no clipped labels
     return [name for name in ("curves", "scatters", "samples", "manifolds") if name in figures]
 
 
-def scatter_points(run, n: int = 5000):
+def scatter_points(run, n: int = latent.SCATTER_POINTS):
     """(points [n, 2], labels, axis names) of a run's test encoder means, in its latent plane."""
-    from vaelab import plots
-    plane = plots.latent_plane(run.mu)
-    pick = np.random.default_rng(0).permutation(len(run.mu))[:n]
+    plane = latent.latent_plane(run.mu)
+    pick = latent.scatter_subset(len(run.mu), n)
     return plane.coords(run.mu[pick]), run.data.test_y.numpy()[pick], plane.names
 
 
 def sample_tiles(run, n: int = 10, seed: int = 0) -> np.ndarray:
     """n×n images decoded from the same seeded z ~ N(0, I) for every run of that latent size (a
     conditional model gets the labels 0, 1, 2, ... along each row)."""
-    from vaelab import plots
-    from vaelab.quality import generate
-    images, _ = generate(run.model, n * n, seed)
-    return plots.tile(images.numpy(), n)
+    from vaelab.images import tile
+    return tile(latent.samples(run.model, n * n, seed), n)
 
 
 CAPTIONS = {
@@ -189,8 +209,7 @@ def compare_page(summaries: list[dict], shown: list[str], grid: int, label: int,
             f"q(z) MMD to prior is the squared MMD between {MMD_POINTS:,} sampled test codes and as many N(0, I) "
             f"draws (0 when the codes follow the prior); a unit is active when its encoder mean varies by more "
             f"than 0.01 over the test set. {html.escape(quality)}</p>")
-    body += "".join(f"<figure><img src=\"{name}.png\" alt={name}><figcaption>{html.escape(captions[name])}"
-                    f"</figcaption></figure>" for name in shown)
+    body += "".join(figure(f"{name}.png", captions[name], name) for name in shown)
     return page("vaelab comparison", body)
 
 
@@ -198,28 +217,3 @@ def _manifold_note(grid: int, label: int) -> str:
     return (f"Each run's {grid}×{grid} manifold grid over the min/max of its own test encoder means "
             f"(a latent above 2-D in the plane of its two leading principal directions; a conditional "
             f"model decoded with label {label}).")
-
-
-def sample_count(text: str) -> int:
-    if not text.strip().isdigit() or 0 < int(text) < 100:
-        raise argparse.ArgumentTypeError(f"expected 0 (skip) or a whole number of at least 100 images, got {text!r}")
-    return int(text)
-
-
-def add_compare_parser(subparsers):
-    p = subparsers.add_parser("compare", help="compare runs: a table with sample quality, test curves, latent scatters, samples and manifold grids side by side")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
-    p.add_argument("--out", help="folder for compare.html and its figures (default: runs/compare-TIMESTAMP)")
-    p.add_argument("--grid", type=grid_size, default=15, help="images per side of each manifold grid, 2 to 64 (default: 15)")
-    p.add_argument("--label", type=int, default=4, help="class decoded by conditional models' grids (default: 4)")
-    p.add_argument("--quality-samples", type=sample_count, default=10_000,
-                   help="images generated per run for sample quality; 0 skips it (default: 10000)")
-    p.set_defaults(handler=cmd_compare)
-    return p
-
-
-def cmd_compare(args) -> None:
-    out = Path(args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
-    path = compare_runs(args.runs, out, args.grid, args.label, args.quality_samples)
-    print((out / "compare.md").read_text(), end="")
-    print(f"wrote {path}")

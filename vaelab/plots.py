@@ -1,145 +1,24 @@
-"""The figures of a run (SPEC.md, "Figures" 1-9): one function per figure, each returning a Figure.
+"""Every figure vaelab draws: one function per figure, each returning a matplotlib Figure.
 
-Inputs are tensors, arrays and models, never paths, so a notebook can call any of them; the
-report (vaelab/report.py) only feeds them what it reads from a run folder. Figures are built
-from `matplotlib.figure.Figure`, not pyplot: no global state, and no backend forced on the caller.
-
-The latent helpers come first. A latent space of more than two dimensions is shown in the
-plane of the two leading principal directions of the test encoder means (`latent_plane`); that
-plane runs through z = 0, so the grid point (0, 0) is the prior's mean and "±scale" keeps its
-meaning under N(0, I) whatever the latent size.
+Figures 1-9 are those of the exercises (README, "Figures"): the classes, training curves, latent
+scatter, manifold grid and the image at z = 0, per-class grid, CVAE manifold, interpolation walks,
+architecture, reconstructions per epoch and the comparison of runs; then the evaluation's
+confusion matrices and the sweep's trade-off. Inputs are tensors, arrays and models, never
+paths, so a notebook can call any of them; the latent space is read through vaelab/latent.py.
+Figures are built from `matplotlib.figure.Figure`, not pyplot: no global state, and no backend
+forced on the caller.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 from vaelab.errors import VaelabError
-from vaelab.train import to_float
+from vaelab.images import tile
+from vaelab.latent import Plane, decode, grid_values, scatter_subset, walk
+from vaelab.pixels import to_float
 
 DPI = 100
-
-
-# ---- latent codes ------------------------------------------------------------------------------
-
-@torch.no_grad()
-def encode(model, x_uint8: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000):
-    """(mu, logvar) of q(z|x[,y]) as numpy [N, latent_dim], for uint8 images, in batches."""
-    device = next(model.parameters()).device
-    y = y if model.config.num_classes else None  # an unconditional model takes no label
-    mus, logvars = [], []
-    for start in range(0, len(x_uint8), batch_size):
-        x = to_float(x_uint8[start:start + batch_size].to(device))
-        mu, logvar = model.encode(x, None if y is None else y[start:start + batch_size].to(device))
-        mus.append(mu.cpu())
-        logvars.append(logvar.cpu())
-    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
-
-
-def reparameterized(mu: np.ndarray, logvar: np.ndarray, seed: int = 0) -> np.ndarray:
-    """One z = mu + eps * exp(logvar / 2) per image, with a seeded eps so figures repeat."""
-    eps = np.random.default_rng(seed).standard_normal(mu.shape)
-    return mu + eps * np.exp(0.5 * logvar)
-
-
-@torch.no_grad()
-def decode(model, z, label=None) -> torch.Tensor:
-    """Images sigmoid(decoder(z)) [N, C, H, W] in [0, 1]; `label` (an int or [N] labels) is used
-    only by conditional models."""
-    device = next(model.parameters()).device
-    z = torch.as_tensor(np.asarray(z), dtype=torch.float32).to(device)
-    y = None
-    if model.config.num_classes:
-        if label is None:
-            raise VaelabError("this model is conditional: give the label to decode with (label=3)")
-        y = torch.as_tensor(label, dtype=torch.int64).expand(len(z)).to(device)
-    return torch.sigmoid(model.decode(z, y)).cpu()
-
-
-@dataclass(frozen=True)
-class Plane:
-    """Two orthonormal directions in z-space through z = 0: the axes of the scatter and grids."""
-    basis: np.ndarray  # [2, latent_dim]
-    names: tuple[str, str]  # axis labels
-    about: str  # how the plane was chosen, for captions
-
-    def coords(self, z: np.ndarray) -> np.ndarray:
-        return z @ self.basis.T  # [N, 2]
-
-    def latent(self, coords: np.ndarray) -> np.ndarray:
-        return coords @ self.basis  # [N, latent_dim]; 0 along every other direction
-
-
-def latent_plane(mu: np.ndarray) -> Plane:
-    """z itself for a 2-D latent; else the two leading principal directions of the means."""
-    latent_dim = mu.shape[1]
-    if latent_dim < 2:
-        raise VaelabError("the latent scatter and grids need a latent size of at least 2; train with --latent-dim 2 or more")
-    if latent_dim == 2:
-        return Plane(np.eye(2), ("$z_1$", "$z_2$"), "the latent plane itself (latent size 2, no projection)")
-    from sklearn.decomposition import PCA  # scikit-learn loads slowly; only needed here
-    pca = PCA(2).fit(mu)
-    share = pca.explained_variance_ratio_ * 100
-    names = tuple(f"z along PC{i + 1} ({s:.0f}% of the variance)" for i, s in enumerate(share))
-    about = (f"the plane of the two leading principal directions of the test encoder means "
-             f"(PCA; latent size {latent_dim}), through z = 0")
-    return Plane(pca.components_, names, about)
-
-
-def latent_range(coords: np.ndarray, mode: str = "data", scale: float = 3.0, trim: float = 0.0) -> np.ndarray:
-    """[[lo1, hi1], [lo2, hi2]]: the min/max of `coords` (or its trim..100-trim percentiles)
-    for mode "data", or ±scale for mode "scale"."""
-    if mode == "scale":
-        return np.array([[-scale, scale], [-scale, scale]], dtype=float)
-    if mode != "data":
-        raise VaelabError(f"the z range is 'data' or 'scale', not {mode!r}")
-    lo, hi = np.percentile(coords, [trim, 100 - trim], axis=0)
-    return np.stack([lo, hi], axis=1)
-
-
-def class_codes(mu: np.ndarray, labels, num_classes: int, per_class: int = 5, seed: int = 0,
-                conditional: bool = False):
-    """(z, y) for the per-class grid, class by class. A VAE draws z ~ N(m_k, diag(s_k^2)), m_k and
-    s_k the mean and spread of class k's encoder means (where the class lives). A CVAE draws
-    z ~ N(0, I) once and reuses it in every row, so only the label changes down a column."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    y = np.repeat(np.arange(num_classes), per_class)
-    if conditional:
-        return np.tile(rng.standard_normal((per_class, mu.shape[1])), (num_classes, 1)), y
-    zs = []
-    for k in range(num_classes):
-        members = mu[labels == k]
-        if len(members) == 0:
-            raise VaelabError(f"no test image has class {k}, so where it lives in z is unknown; use a test set with every class")
-        zs.append(members.mean(0) + rng.standard_normal((per_class, mu.shape[1])) * members.std(0))
-    return np.concatenate(zs), y
-
-
-# ---- image arrays ------------------------------------------------------------------------------
-
-def tile(images, ncol: int) -> np.ndarray:
-    """[N, C, H, W] -> one array [rows*H, ncol*W] (grey) or [rows*H, ncol*W, C], no gaps."""
-    images = np.asarray(images, dtype=np.float32)
-    n, c, h, w = images.shape
-    rows = n // ncol
-    grid = images.reshape(rows, ncol, c, h, w).transpose(0, 3, 1, 4, 2).reshape(rows * h, ncol * w, c)
-    return grid[..., 0] if c == 1 else grid
-
-
-def grid_values(bounds: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.linspace(*bounds[0], n), np.linspace(*bounds[1], n)
-
-
-def decode_grid(model, plane: Plane, bounds: np.ndarray, n: int = 15, label=None) -> np.ndarray:
-    """The n×n manifold as one tiled array of n·H × n·W pixels: the first coordinate grows to
-    the right, the second upwards (row 0 holds the largest value)."""
-    xs, ys = grid_values(bounds, n)
-    a, b = np.meshgrid(xs, ys[::-1])
-    coords = np.stack([a.ravel(), b.ravel()], axis=1)  # row-major, top row first
-    return tile(decode(model, plane.latent(coords), label), n)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -192,7 +71,8 @@ def latent_scatter(z: np.ndarray, labels, classes, plane: Plane, kind: str = "me
     are encoder means or reparameterised samples; a latent above 2-D is shown in `plane`, or
     embedded with t-SNE when projection="tsne"."""
     labels = np.asarray(labels)
-    pick = np.random.default_rng(seed).permutation(len(z))[:n]  # random order: no class drawn last
+    pick = scatter_subset(len(z), n, seed)
+    pick = pick[np.random.default_rng(seed).permutation(len(pick))]  # drawn in random order: no class on top
     points, names = _project(z[pick], plane, projection)
     fig = _figure(6.4, 5.2)
     ax = fig.add_subplot()
@@ -279,22 +159,6 @@ def class_grid(model, z: np.ndarray, y: np.ndarray, classes) -> Figure:
     ax.set_yticks((np.arange(len(classes)) + 0.5) * size, list(classes), fontsize=8)
     ax.set_xticks([])
     return fig
-
-
-def walk(model, x_uint8: torch.Tensor, y: torch.Tensor, a: int, b: int, steps: int = 10):
-    """Images along the line in z from the encoder mean of the first test image of class a to
-    that of the first of class b; a conditional model decodes the first half with label a and
-    the second with label b. Returns (the two inputs, the steps) as [N, C, H, W] tensors."""
-    for k in (a, b):
-        if not (y == k).any():
-            raise VaelabError(f"no test image has class {k}; choose walk pairs among the classes present")
-    picks = [int(torch.nonzero(y == k)[0]) for k in (a, b)]
-    mu, _ = encode(model, x_uint8[picks], y[picks])
-    t = np.linspace(0, 1, steps)[:, None]
-    z = (1 - t) * mu[0] + t * mu[1]
-    half = steps // 2
-    images = torch.cat([decode(model, z[:half], a), decode(model, z[half:], b)])
-    return to_float(x_uint8[picks]), images
 
 
 def interpolation_walks(model, x_uint8: torch.Tensor, y: torch.Tensor, pairs, classes, steps: int = 10) -> Figure:
@@ -427,4 +291,43 @@ def scatter_panels(runs: dict[str, tuple], classes) -> Figure:
         ax.title.set_fontsize(8)
     bar = fig.colorbar(dots, ax=fig.axes, ticks=range(k), fraction=0.02)
     bar.ax.set_yticklabels([f"{i} {c}" if c != str(i) else c for i, c in enumerate(classes)], fontsize=7)
+    return fig
+
+
+# ---- the evaluation and the sweep --------------------------------------------------------------
+
+def confusion_figure(matrices: dict, classes):
+    """One panel per classifier: counts, each row (true class) shaded by its share."""
+    fig = _figure(4.6 * len(matrices), 4.4)
+    for i, (title, matrix) in enumerate(matrices.items()):
+        m = np.asarray(matrix)
+        ax = fig.add_subplot(1, len(matrices), i + 1)
+        share = m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (r, c), count in np.ndenumerate(m):
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=6, color="white" if share[r, c] > 0.5 else "black")
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set(title=title, xlabel="predicted", ylabel="true")
+    return fig
+
+
+def sweep_figure(name: str, rows: list[dict], title: str = "") -> Figure:
+    """The sweep: test reconstruction, KL and -ELBO (and -L_K when measured) against the value
+    of the swept setting `name` (rows of vaelab.sweep)."""
+    x = [r["value"] for r in rows]
+    panels = [("test reconstruction (nats)", "test_recon"), ("test KL (nats)", "test_kl"), ("-ELBO (nats)", "test_elbo")]
+    fig = Figure(figsize=(4 * len(panels), 3.4), dpi=DPI, layout="constrained")
+    for i, (heading, key) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        sign = -1 if key == "test_elbo" else 1
+        ax.plot(x, [sign * r[key] for r in rows], "o-", label="-ELBO" if sign < 0 else None)
+        if key == "test_elbo" and rows[0]["iw_bound"] is not None:
+            ax.plot(x, [-r["iw_bound"] for r in rows], "s--", label="-L_K")
+            ax.legend()
+        if min(x) > 0 and max(x) / min(x) >= 4:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.set(title=heading, xlabel=name.replace("_", " "))
+    fig.suptitle(title, fontsize=10)
     return fig

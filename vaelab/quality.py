@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vaelab.device import device_of
 from vaelab.errors import CheckpointError
+from vaelab.pixels import to_float
 
 FORMAT = "vaelab-classifier-1"
 
@@ -51,7 +53,6 @@ def classifier_path(dataset: str) -> Path:
 
 def train_classifier(data, epochs: int = 3, seed: int = 0, device="cpu", batch_size: int = 128):
     """(classifier, test accuracy) after `epochs` of Adam on the training split (grey pixels)."""
-    from vaelab.train import to_float
     with torch.random.fork_rng():  # seeded weights without touching the caller's random state
         torch.manual_seed(seed)
         model = Classifier(data.image_shape, data.num_classes).to(device)
@@ -71,7 +72,7 @@ def train_classifier(data, epochs: int = 3, seed: int = 0, device="cpu", batch_s
 
 def save_classifier(path: Path, model: Classifier, info: dict) -> None:
     from safetensors.torch import save
-    from vaelab.runs import atomic_write
+    from vaelab.files import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, save(tensors, metadata={"format": FORMAT, "info": json.dumps(info)}))
@@ -119,7 +120,7 @@ def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool 
 @torch.no_grad()
 def predict(classifier, images: torch.Tensor, batch_size: int = 1000):
     """(features [N, F], class probabilities [N, K]) as numpy, for float images in [0, 1]."""
-    device = next(classifier.parameters()).device
+    device = device_of(classifier)
     features, probs = [], []
     for i in range(0, len(images), batch_size):
         h = classifier.features(images[i:i + batch_size].to(device))
@@ -152,27 +153,14 @@ def class_balance(probs: np.ndarray) -> dict:
             "balance": float(entropy / np.log(k))}
 
 
-@torch.no_grad()
-def generate(vae, n: int, seed: int = 0, batch_size: int = 1000):
-    """(images [n, C, H, W] in [0, 1], labels or None): decoder means at z ~ N(0, I); a conditional
-    model gets the labels 0, 1, 2, ... in turn, so every class is asked for equally."""
-    c = vae.config
-    device = next(vae.parameters()).device
-    z = torch.randn(n, c.latent_dim, generator=torch.Generator().manual_seed(seed))
-    y = torch.arange(n) % c.num_classes if c.num_classes else None
-    images = [torch.sigmoid(vae.decode(z[i:i + batch_size].to(device),
-                                       None if y is None else y[i:i + batch_size].to(device))).cpu()
-              for i in range(0, n, batch_size)]
-    return torch.cat(images), y
-
-
 def sample_quality(vae, data, n: int = 10_000, seed: int = 0, epochs: int | None = None, retrain: bool = False) -> dict:
     """Classifier-feature Fréchet distance of n generated images to the test images, with the
     same distance from as many training images as a floor, and confidence and class balance."""
-    from vaelab.train import to_float
-    device = next(vae.parameters()).device
+    from vaelab.latent import decode, sample_prior
+    device = device_of(vae)
     classifier, info = get_classifier(data, epochs, device, retrain)
-    images, asked = generate(vae, n, seed)
+    z, asked = sample_prior(vae, n, seed)  # a conditional model is asked for every class equally
+    images = decode(vae, z, asked)
     gen_features, gen_probs = predict(classifier, images)
     test_features, test_probs = predict(classifier, to_float(data.test_x))
     pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:n]

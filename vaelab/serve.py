@@ -2,11 +2,11 @@
 
     vaelab serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000]
 
-At start-up each run's model is loaded once and the encoder means of (up to 5,000 of) its test
-images are computed; a latent size above 2 is shown on the plane of the two leading principal
-components (scikit-learn PCA), and a point of that plane is decoded through the PCA inverse
-transform. Runs are addressed by their index in that start-up table, so no request ever names a
-file. Every input is checked before it reaches a model; a bad one gets HTTP 4xx with
+At start-up each run is opened once (vaelab.runs.open_run) and its test set encoded; the scatter
+shows the encoder means of the same subset of (up to 5,000) test images as the report, in the same
+plane (vaelab.latent: z itself for a latent size of 2, else the plane of the two leading principal
+directions through z = 0), so a point of the page and of the report's figures is the same z.
+Runs are addressed by their index in that start-up table, so no request ever names a file. Every input is checked before it reaches a model; a bad one gets HTTP 4xx with
 {"detail": "FIELD: what is wrong", "field": "FIELD"}. The request and response shapes are in
 docs/explorer-api.md.
 
@@ -14,9 +14,7 @@ The web framework (Starlette) and server (uvicorn) are the optional extra `vaela
 are imported inside `create_app` and `serve` only, so `import vaelab`, the CLI and training never
 need them.
 """
-import argparse
 import base64
-import io
 import json
 import math
 import socket
@@ -26,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaelab import latent, runs
 from vaelab.errors import VaelabError
+from vaelab.images import png_bytes, tile, to_uint8
 
-MAX_POINTS = 5_000   # test images on the scatter (SPEC.md, figure 3)
-MAX_GRID = 31        # n of the n x n manifold grid (SPEC.md uses 15 and 31)
+MAX_POINTS = latent.SCATTER_POINTS  # test images on the scatter, as in the report's (figure 3)
+MAX_GRID = 31        # n of the n x n manifold grid (the exercises use 15 and 31)
 MAX_STEPS = 32       # images in an interpolation strip
 MIN_LIMIT = 10.0     # |coordinate| bound of z and plane points; raised for runs whose data reach further
 MAX_BODY = 1 << 20   # bytes of a request body; a 3x32x32 image as JSON is well under 100 kB
@@ -53,13 +53,21 @@ class BadField(Exception):
 
 @dataclass(eq=False)
 class Run:
+    """A run as the explorer shows it: the opened run, its plane and the points of its scatter."""
     name: str
-    model: torch.nn.Module
-    config: dict
-    points: dict            # plane coordinates and labels of the test encoder means
-    pca: object | None      # fitted sklearn PCA for a latent size above 2, else None
+    run: runs.Run
+    plane: latent.Plane
+    points: dict            # plane coordinates and labels of the scatter subset's encoder means
     limit: float            # bound on every coordinate of z and of plane points
     view: list[list[float]]  # [[x_lo, x_hi], [y_lo, y_hi]]: a square around the points
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.run.model
+
+    @property
+    def config(self) -> dict:
+        return self.run.config
 
     @property
     def latent_dim(self) -> int:
@@ -67,13 +75,13 @@ class Run:
 
     @property
     def classes(self) -> list[str]:
-        return self.config["data"]["classes"]
+        return self.run.classes
 
     def to_plane(self, z: np.ndarray) -> np.ndarray:
-        return z if self.pca is None else self.pca.transform(z)
+        return self.plane.coords(z)
 
-    def from_plane(self, plane: np.ndarray) -> np.ndarray:
-        return plane if self.pca is None else self.pca.inverse_transform(plane)
+    def from_plane(self, points: np.ndarray) -> np.ndarray:
+        return self.plane.latent(points)
 
 
 def load_runs(run_dirs: list) -> list[Run]:
@@ -84,60 +92,41 @@ def load_runs(run_dirs: list) -> list[Run]:
 
 
 def load_run(run_dir: Path, name: str, datasets: dict) -> Run:
-    from vaelab.data import load_dataset
-    from vaelab.runs import load_model
-    model, config = load_model(run_dir)
-    if model.config.latent_dim < 2:
-        raise VaelabError(f"{run_dir} has a latent size of {model.config.latent_dim}; the explorer "
+    run = runs.open_run(run_dir)
+    if run.model.config.latent_dim < 2:
+        raise VaelabError(f"{run_dir} has a latent size of {run.model.config.latent_dim}; the explorer "
                           f"needs 2 or more: train with --latent-dim 2")
-    train = config["train"]
+    train = run.config["train"]
     key = (train["dataset"], train.get("data_dir"))
     if key not in datasets:
-        datasets[key] = load_dataset(*key)
-    x, y = scatter_subset(datasets[key], MAX_POINTS)
-    mu = encode_means(model, x, y)
-    return fit_plane(name, model, config, mu, y.numpy())
+        datasets[key] = run.data
+    run.data = datasets[key]
+    return explorer_run(name, run)
 
 
-def scatter_subset(data, n: int, seed: int = 0):
-    """At most n test images (uint8) and labels, a fixed random choice, as in the report's scatter."""
-    keep = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return data.test_x[keep], data.test_y[keep]
-
-
-@torch.no_grad()
-def encode_means(model, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    from vaelab.train import to_float
-    labels = y if model.config.num_classes else None
-    mus = [model.encode(to_float(x_uint8[i:i + batch_size]),
-                        None if labels is None else labels[i:i + batch_size])[0]
-           for i in range(0, len(x_uint8), batch_size)]
-    return torch.cat(mus).numpy().astype(np.float64)
-
-
-def fit_plane(name: str, model, config: dict, mu: np.ndarray, labels: np.ndarray) -> Run:
-    pca = None
-    if mu.shape[1] > 2:
-        from sklearn.decomposition import PCA  # slow to import; only projected runs need it
-        pca = PCA(n_components=2).fit(mu)
-    plane = mu if pca is None else pca.transform(mu)
-    limit = float(max(MIN_LIMIT, math.ceil(2 * max(np.abs(mu).max(), np.abs(plane).max()))))
-    lo, hi = plane.min(0), plane.max(0)
+def explorer_run(name: str, run: runs.Run) -> Run:
+    """The plane and scatter of an opened run, and the bounds its requests are held to."""
+    mu = run.mu.astype(np.float64)
+    plane = latent.latent_plane(run.mu)
+    keep = latent.scatter_subset(len(mu))
+    points = plane.coords(mu[keep])
+    limit = float(max(MIN_LIMIT, math.ceil(2 * max(np.abs(mu).max(), np.abs(plane.coords(mu)).max()))))
+    lo, hi = points.min(0), points.max(0)
     half = 0.55 * (hi - lo).max() + 1e-3  # one scale on both axes: distances on the plane stay true
     view = np.clip((lo + hi)[:, None] / 2 + [-half, half], -limit, limit).round(4).tolist()
-    points = {"x": plane[:, 0].round(4).tolist(), "y": plane[:, 1].round(4).tolist(),
-              "label": labels.tolist()}
-    return Run(name, model, config, points, pca, limit, view)
+    scatter = {"x": points[:, 0].round(4).tolist(), "y": points[:, 1].round(4).tolist(),
+               "label": run.data.test_y.numpy()[keep].tolist()}
+    return Run(name, run, plane, scatter, limit, view)
 
 
 def run_info(index: int, run: Run) -> dict:
-    pca = run.pca
+    projected = run.plane.explained is not None
     return {"index": index, "name": run.name, "model": run.config["model"],
             "dataset": run.config["train"]["dataset"], "latent_dim": run.latent_dim,
             "conditional": bool(run.model.config.num_classes), "classes": run.classes,
             "image_shape": list(run.model.config.input_shape),
-            "projection": "none" if pca is None else "pca",
-            "explained_variance": None if pca is None else pca.explained_variance_ratio_.round(4).tolist(),
+            "projection": "pca" if projected else "none",
+            "explained_variance": [round(v, 4) for v in run.plane.explained] if projected else None,
             "limit": run.limit, "view": run.view, "points": len(run.points["label"])}
 
 
@@ -215,27 +204,20 @@ def read_image(value, run: Run) -> np.ndarray:
 
 # ---- model calls and images ---------------------------------------------------------------------
 
-@torch.no_grad()
-def decode(run: Run, z: np.ndarray, label: int | None) -> np.ndarray:
-    """sigmoid(decoder(z)) as float32 [B, C, H, W] in [0, 1]."""
-    y = None if label is None else torch.full((len(z),), label)
-    return torch.sigmoid(run.model.decode(torch.as_tensor(z, dtype=torch.float32), y)).numpy()
+def decode(run: Run, z: np.ndarray, label: int | None) -> torch.Tensor:
+    """sigmoid(decoder(z)) [B, C, H, W] in [0, 1]."""
+    return latent.decode(run.model, z, label)
 
 
 def png_url(image: np.ndarray) -> str:
-    """A [C, H, W] image in [0, 1] as a data: URL of a PNG."""
-    from PIL import Image
-    pixels = (image * 255).round().astype(np.uint8)
-    pixels = pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    """An image [H, W] or [H, W, C] in [0, 1] (vaelab.images.tile lays them out) as a data: URL
+    of a PNG."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(to_uint8(image), compress_level=1)).decode()
 
 
-def tile(images: np.ndarray, n: int) -> np.ndarray:
-    """[n*n, C, H, W] -> [C, n*H, n*W], row by row."""
-    _, c, h, w = images.shape
-    return images.reshape(n, n, c, h, w).transpose(2, 0, 3, 1, 4).reshape(c, n * h, n * w)
+def png_urls(images: torch.Tensor) -> list[str]:
+    """Each of [B, C, H, W] images as a data: URL."""
+    return [png_url(tile(images[i:i + 1], 1)) for i in range(len(images))]
 
 
 def coords(values: np.ndarray) -> list:
@@ -267,8 +249,8 @@ class Explorer:
     def decode(self, body: dict) -> dict:
         run = self.run(check_fields(body, ("run", "z", "plane", "label")))
         z = read_latent(body, run)[None]
-        image = decode(run, z, read_label(body, run))[0]
-        return {"image": png_url(image), "z": coords(z[0]), "plane": coords(run.to_plane(z)[0])}
+        image, = png_urls(decode(run, z, read_label(body, run)))
+        return {"image": image, "z": coords(z[0]), "plane": coords(run.to_plane(z)[0])}
 
     @torch.no_grad()
     def encode(self, body: dict) -> dict:
@@ -277,25 +259,23 @@ class Explorer:
         y = None if label is None else torch.tensor([label])
         mu = run.model.encode(torch.from_numpy(image)[None], y)[0].numpy().astype(np.float64)
         return {"z": coords(mu[0]), "plane": coords(run.to_plane(mu)[0]),
-                "image": png_url(decode(run, mu, label)[0])}
+                "image": png_urls(decode(run, mu, label))[0]}
 
     def interpolate(self, body: dict) -> dict:
         run = self.run(check_fields(body, ("run", "start", "end", "steps", "label")))
         start = read_latent(check_fields(body.get("start"), ("z", "plane"), "start"), run, "start")
         end = read_latent(check_fields(body.get("end"), ("z", "plane"), "end"), run, "end")
-        t = np.linspace(0, 1, read_int(body, "steps", 10, 2, MAX_STEPS))[:, None]
-        z = (1 - t) * start + t * end  # a straight line in z (SPEC.md, figure 7)
+        z = latent.line(start, end, read_int(body, "steps", 10, 2, MAX_STEPS))  # a straight line in z (figure 7)
         images = decode(run, z, read_label(body, run))
-        return {"images": [png_url(im) for im in images], "plane": coords(run.to_plane(z))}
+        return {"images": png_urls(images), "plane": coords(run.to_plane(z))}
 
     def grid(self, body: dict) -> dict:
         run = self.run(check_fields(body, ("run", "n", "x_range", "y_range", "label")))
         n = read_int(body, "n", 15, 2, MAX_GRID)
-        ranges = [read_range(body, field, run) for field in ("x_range", "y_range")]
-        xs, ys = np.linspace(*ranges[0], n), np.linspace(*ranges[1], n)[::-1]  # top row: largest y
-        plane = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
-        images = decode(run, run.from_plane(plane), read_label(body, run))
-        return {"image": png_url(tile(images, n)), "n": n, "xs": coords(xs), "ys": coords(ys)}
+        bounds = np.stack([read_range(body, field, run) for field in ("x_range", "y_range")])
+        xs, ys = latent.grid_values(bounds, n)
+        tiles = latent.decode_grid(run.model, run.plane, bounds, n, read_label(body, run))  # top row: largest y
+        return {"image": png_url(tiles), "n": n, "xs": coords(xs), "ys": coords(ys[::-1])}
 
 
 def read_range(body: dict, field: str, run: Run) -> np.ndarray:
@@ -362,22 +342,7 @@ async def read_body(request):
         raise BadField("body", f"is not valid JSON ({e})", 400) from None
 
 
-# ---- the command --------------------------------------------------------------------------------
-
-def add_serve_parser(subparsers) -> None:
-    p = subparsers.add_parser("serve", help="open the latent-space explorer (a web page) for one or more runs")
-    p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="run folders; the page has a run picker when there are several")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
-    p.set_defaults(handler=lambda args: serve(args.runs, args.host, args.port))
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
-    return int(text)
-
+# ---- the server ------------------------------------------------------------------------------------
 
 def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Load the runs, print the address, and serve until Ctrl-C."""

@@ -6,47 +6,31 @@ explicit generator, slices batches by index and converts them to float there. Th
 captured whole in a CUDA graph; the last partial batch of an epoch is dropped for that reason
 (the permutation changes every epoch, so every image is still used).
 """
-import json
-import platform
 import signal
-import sys
 import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-import vaelab
 from vaelab import distributed, runs, speed
-from vaelab.bounds import binarize, binarized_set, binarized_train_set
-from vaelab.config import TrainConfig
+from vaelab.config import RESUME_OVERRIDES, TrainConfig
 from vaelab.data import ImageData, load_dataset
+from vaelab.device import resolve_device
 from vaelab.distributed import Ranks, sum_all
 from vaelab.errors import VaelabError
-from vaelab.images import image_grid, save_png
+from vaelab.images import image_grid
+from vaelab.latent import decode, encode_set
 from vaelab.losses import mmd, vae_loss
-from vaelab.models import build_model, count_params, get_preset, make_config
+from vaelab.models import build_model, get_preset, make_config
+from vaelab.pixels import binarize, binarized_set, binarized_train_set, to_float
 
 METRIC_KEYS = ("total", "recon", "kl")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VaelabError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1], on whatever device x lives."""
-    return x.float().div_(255)
 
 
 def train_step(model, optimizer, x, y, eps, beta, cfg: TrainConfig, autocast=nullcontext) -> torch.Tensor:
@@ -142,50 +126,15 @@ def fixed_images(data: ImageData, n: int = 8) -> torch.Tensor:
     return torch.argsort(rank * data.num_classes + y, stable=True)[:n]
 
 
-@torch.no_grad()
-def save_reconstructions(path: Path, model, x_uint8, y) -> None:
+def reconstructions(model, x_uint8, y) -> np.ndarray:
+    """The PNG of recon/epoch_NNN.png: the images (top row) and their reconstructions decoded
+    from the posterior mean (bottom row)."""
+    was_training = model.training
     model.eval()
-    x = to_float(x_uint8)
-    mu, _ = model.encode(x, y)
-    recon = torch.sigmoid(model.decode(mu, y))  # decoded from the posterior mean
-    model.train()
-    save_png(path, image_grid(torch.cat([x, recon]), ncol=len(x)))
-
-
-def new_run_dir(cfg: TrainConfig, out: str | None, overwrite: bool) -> Path:
-    if out is None:
-        out = f"runs/{cfg.model}-{cfg.dataset}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(out)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise VaelabError(
-            f"run folder {run_dir} already exists and is not empty; continue it with "
-            f"`vaelab train --resume {run_dir}`, replace it with --overwrite, or pick another --out"
-        )
-    (run_dir / "recon").mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def run_config(cfg: TrainConfig, model, data: ImageData, device, ranks: Ranks = Ranks()) -> dict:
-    return {
-        "vaelab_version": vaelab.__version__,
-        "model": cfg.model,
-        "model_config": runs.config_dict(model),
-        "params": {"encoder": count_params(model.encoder), "decoder": count_params(model.decoder)},
-        "train": asdict(cfg),
-        "data": {"name": data.name, "source": data.source, "image_shape": list(data.image_shape),
-                 "classes": list(data.classes), "train_size": len(data.train_x), "test_size": len(data.test_x)},
-        "command": sys.argv,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
-        "device": describe_device(device),
-        "processes": ranks.world,
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }
+    mu, _ = encode_set(model, x_uint8, y)
+    recon = decode(model, mu, y)
+    model.train(was_training)
+    return image_grid(torch.cat([to_float(x_uint8.cpu()), recon]), ncol=len(x_uint8))
 
 
 def rng_state(generator: torch.Generator, device) -> dict:
@@ -217,33 +166,31 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
         distributed.check_batch(cfg.batch_size, ranks)
         run_dir = None
         if ranks.main:
-            run_dir = new_run_dir(cfg, out, overwrite)
-            runs.write_json(run_dir / "config.json", run_config(cfg, model, data, device, ranks))
+            run_dir = runs.new_run_dir(cfg.model, cfg.dataset, out, overwrite)
+            runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world))
         run_dir = Path(distributed.share(str(run_dir), ranks))
         return fit(cfg, model, data, run_dir, stop, ranks, progress=progress)
-
-
-RESUME_OVERRIDES = ("epochs", "lr", "clip_grad", "speed")  # what may change when a run is continued
 
 
 def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
     """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
     learning rate or gradient clipping (e.g. after a divergence)."""
     run_dir = Path(run_dir)
-    saved = runs.read_json(run_dir / "config.json")
-    if not (run_dir / "checkpoint.safetensors").is_file():
+    saved = runs.read_config(run_dir)
+    if not (run_dir / runs.CHECKPOINT).is_file():
         raise VaelabError(f"{run_dir} has no checkpoint yet (it stopped before its first one); "
                           f"start again with `vaelab train ... --out {run_dir} --overwrite`")
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
-        raise VaelabError(f"--resume continues a run with its own settings; only --epochs, --lr, "
-                          f"--clip-grad and --speed may change, not {', '.join(sorted(unknown))}")
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES)
+        raise VaelabError(f"--resume continues a run with its own settings; only {allowed} may change, "
+                          f"not {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
     with StopSignals() as stop:
         ranks, device = distributed.setup(resolve_device(cfg.device))
         distributed.check_batch(cfg.batch_size, ranks)
         if asdict(cfg) != saved["train"] and ranks.main:
-            runs.write_json(run_dir / "config.json", {**saved, "train": asdict(cfg)})
+            runs.write_config(run_dir, {**saved, "train": asdict(cfg)})
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
         model = build_model(cfg.model, saved["model_config"]).to(device)
@@ -312,7 +259,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     order = torch.Generator().manual_seed(cfg.seed)  # data order, apart from weight init and z
     position = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0.0], "seconds": 0.0}
     if resume:
-        position, rng = runs.load_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer)
+        position, rng = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer)
         set_rng_state(rng, order, device)
         for group in optimizer.param_groups:
             group["capturable"] = speed.capturable(how)  # this run's speed mode, not the saved one's
@@ -332,7 +279,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             return
         rng = {**rng_state(order, device), "order": order_state}
         where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
-        runs.save_checkpoint(run_dir / "checkpoint.safetensors", model, cfg.model, optimizer, where, rng)
+        runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer, where, rng)
 
     for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
         order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
@@ -386,8 +333,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         checkpoint(epoch, 0, torch.zeros(3, device=device), 0.0, order.get_state())
         if not ranks.main:
             continue
-        save_reconstructions(run_dir / "recon" / f"epoch_{epoch:03d}.png", model, test_x[shown], test_y[shown])
-        runs.save_weights(run_dir / "model.safetensors", model, cfg.model)
+        runs.save_reconstructions(run_dir, epoch, reconstructions(model, test_x[shown], test_y[shown]))
+        runs.save_weights(run_dir / runs.WEIGHTS, model, cfg.model)
         runs.append_metrics(run_dir, row)
         print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
               f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "

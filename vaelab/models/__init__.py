@@ -1,18 +1,20 @@
 """The model table: every named model, the family that builds it, and its parameter counts.
 
 A model is rebuilt from its name and its config alone (`build_model(name, config)`), which is
-what a run folder stores.
+what a run folder stores. Every model is a `VAE` joining a family's encoder and decoder; the
+interface they follow is written down in vaelab/models/common.py.
 """
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.conv import ConvConfig, ConvVAE
-from vaelab.models.mlp import MLPConfig, MLPVAE
+from vaelab.models.common import VAE, init_like_keras
+from vaelab.models.conv import ConvConfig, ConvDecoder, ConvEncoder
+from vaelab.models.mlp import MLPConfig, MLPDecoder, MLPEncoder
 
-FAMILIES = {"mlp": (MLPConfig, MLPVAE), "conv": (ConvConfig, ConvVAE)}
+FAMILIES = {"mlp": (MLPConfig, MLPEncoder, MLPDecoder), "conv": (ConvConfig, ConvEncoder, ConvDecoder)}
 DATA_FIELDS = ("input_shape", "num_classes")  # set from the data set, not by the user
 
 
@@ -72,12 +74,14 @@ def make_config(name: str, input_shape, num_classes: int, **options):
 def build_model(name: str, config) -> nn.Module:
     """The model `name` built from `config` (a config object or the dict saved in a run)."""
     preset = get_preset(name)
-    config_cls, model_cls = FAMILIES[preset.family]
+    config_cls, encoder_cls, decoder_cls = FAMILIES[preset.family]
     if isinstance(config, dict):
         config = config_from_dict(config_cls, config)
     if not isinstance(config, config_cls):
         raise VaelabError(f"model '{name}' needs a {config_cls.__name__}, not {type(config).__name__}")
-    return model_cls(config)
+    model = VAE(config, encoder_cls(config), decoder_cls(config))
+    init_like_keras(model)
+    return model
 
 
 def config_from_dict(config_cls, values: dict):
@@ -87,10 +91,6 @@ def config_from_dict(config_cls, values: dict):
         raise VaelabError(f"{config_cls.__name__} has no field(s) {unknown}: the run was saved by another vaelab version")
     tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
     return config_cls(**{**values, **tuples})
-
-
-def config_to_dict(config) -> dict:
-    return asdict(config)
 
 
 def count_params(module: nn.Module) -> int:

@@ -1,9 +1,61 @@
-"""The only maths the model families share: posterior sampling and label encoding."""
+"""What every model shares: the interface the rest of vaelab relies on, the VAE that joins an
+encoder and a decoder, posterior sampling and label encoding.
+
+The model interface. Everything above the models (training, evaluation, figures, the explorer)
+uses only this, so any encoder and decoder that follow it work everywhere a built-in model does:
+
+    model.config             a frozen dataclass with at least input_shape (C, H, W), latent_dim
+                             and num_classes (0: unconditional; > 0: the label is an input)
+    model.encode(x, y=None)  -> (mu, logvar), each [B, latent_dim], the parameters of q(z|x[,y]);
+                             x float [B, C, H, W] in [0, 1], y int64 [B] class indices or None
+    model.decode(z, y=None)  -> logits [B, C, H, W] of p(x|z[,y]) (sigmoid gives the image)
+    model(x, y=None, eps=None) -> (logits, mu, logvar, z), z one reparameterised sample
+    model.encoder, model.decoder   the two halves as modules (parameter counts, layer tables);
+                             the encoder's two heads are named `mu` and `logvar`
+
+A model returns distribution parameters and logits, never a loss (vaelab/losses.py has those).
+"""
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaelab.errors import VaelabError
+
+
+class Model(Protocol):
+    """The model interface above, for type checkers and readers."""
+    config: object
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+class VAE(nn.Module):
+    """An encoder x[, y] -> (mu, logvar) and a decoder z[, y] -> logits joined by the
+    reparameterisation: the one model class every family builds."""
+
+    def __init__(self, config, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        return self.encoder(x, y)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(z, y)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
+        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y]) (noise eps)."""
+        mu, logvar = self.encoder(x, y)
+        z = reparameterize(mu, logvar, eps)
+        return self.decoder(z, y), mu, logvar, z
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Convolutional VAE (`conv`) and its conditional version (`cvae`).
 
-Encoder (SPEC.md, at 28x28x1, latent 2: 62,794 parameters): 3x3 convolutions with stride 2 and
+Encoder (the exercises' model; at 28x28x1, latent 2: 62,794 parameters): 3x3 convolutions with stride 2 and
 "same" padding, ReLU, 1 -> 32 -> 64 channels (28 -> 14 -> 7), Flatten, Dense `dense_dim` ReLU,
 then the mu and logvar heads. Decoder (65,089): Dense to 7x7x64 ReLU, transposed 3x3 convolutions
 with stride 2 back up (64 -> 64 -> 32 channels, 7 -> 14 -> 28), and a last stride-1 transposed
@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import init_like_keras, one_hot, reparameterize
+from vaelab.models.common import one_hot
+from vaelab.options import check
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ConvConfig:
     label_merge: str = field(default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")})
 
     def __post_init__(self):
+        check(self)
         _, height, width = self.input_shape
         step = 2 ** len(self.channels)
         if height % step or width % step:
@@ -101,24 +103,3 @@ class ConvDecoder(nn.Module):
         for deconv in self.deconvs:
             h = torch.relu(deconv(h))  # [B, 64, H/2, W/2] then [B, 32, H, W]
         return self.out(h)  # [B, C, H, W] logits
-
-
-class ConvVAE(nn.Module):
-    def __init__(self, config: ConvConfig):
-        super().__init__()
-        self.config = config
-        self.encoder = ConvEncoder(config)
-        self.decoder = ConvDecoder(config)
-        init_like_keras(self)
-
-    def encode(self, x, y=None):
-        return self.encoder(x, y)
-
-    def decode(self, z, y=None):
-        return self.decoder(z, y)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
-        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y]) (noise eps)."""
-        mu, logvar = self.encoder(x, y)
-        z = reparameterize(mu, logvar, eps)
-        return self.decoder(z, y), mu, logvar, z

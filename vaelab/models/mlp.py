@@ -2,7 +2,7 @@
 
 Encoder: x flattened (concatenated with the one-hot label when conditional) -> `hidden_layers`
 Dense layers -> two heads, mu and logvar. Decoder: z (with the label) -> `hidden_layers` Dense
-layers -> Dense pixels -> Bernoulli logits. Defaults follow SPEC.md: 784 -> 512 ReLU -> 2.
+layers -> Dense pixels -> Bernoulli logits. Defaults are the exercises' model: 784 -> 512 ReLU -> 2.
 `mlp-iwae` is the one-stochastic-layer model of Burda et al. 2015: two layers of 200 tanh units
 each side and latent 50.
 """
@@ -12,7 +12,8 @@ from math import prod
 import torch
 from torch import nn
 
-from vaelab.models.common import init_like_keras, one_hot, reparameterize
+from vaelab.models.common import one_hot
+from vaelab.options import check
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class MLPConfig:
     hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1})
     hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1})
     activation: str = field(default="relu", metadata={"help": "activation of the hidden layers", "choices": ("relu", "tanh")})
+
+    def __post_init__(self):
+        check(self)
 
 
 def _stack(width_in: int, c: MLPConfig) -> nn.Sequential:
@@ -62,24 +66,3 @@ class MLPDecoder(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hidden(_with_label(z, y, self.num_classes))  # [B, hidden]
         return self.out(h).view(-1, *self.output_shape)  # [B, C, H, W] logits
-
-
-class MLPVAE(nn.Module):
-    def __init__(self, config: MLPConfig):
-        super().__init__()
-        self.config = config
-        self.encoder = MLPEncoder(config)
-        self.decoder = MLPDecoder(config)
-        init_like_keras(self)
-
-    def encode(self, x, y=None):
-        return self.encoder(x, y)
-
-    def decode(self, z, y=None):
-        return self.decoder(z, y)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, eps: torch.Tensor | None = None):
-        """(logits, mu, logvar, z), with z one reparameterised sample of q(z|x[,y]) (noise eps)."""
-        mu, logvar = self.encoder(x, y)
-        z = reparameterize(mu, logvar, eps)
-        return self.decoder(z, y), mu, logvar, z

@@ -1,0 +1,36 @@
+"""What several test files share: the command runner, the bundled sample, and runs trained once
+per test session."""
+import subprocess
+import sys
+
+import pytest
+
+EXPLORER_SEED = 3  # 2 epochs on the sample: seed 3 gives an informative latent code (KL ~5 nats), not a collapsed one
+
+
+def run_vaelab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """`python -m vaelab ARGS` as a user runs it, output captured."""
+    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The bundled 5,000 MNIST digits (4,000 train / 1,000 test)."""
+    from vaelab.data import load_dataset
+    return load_dataset("mnist-sample")
+
+
+@pytest.fixture(scope="session")
+def explorer_run(tmp_path_factory):
+    """run(model) -> the folder of a 2-epoch run of `model` on the sample (seed 3), trained once per
+    session and shared by the explorer's API and browser tests."""
+    def run(model: str):
+        from vaelab.config import TrainConfig
+        from vaelab.train import train
+        out = tmp_path_factory.getbasetemp() / "explorer-runs" / model
+        if not (out / "model.safetensors").is_file():
+            cfg = TrainConfig(model=model, dataset="mnist-sample", epochs=2, seed=EXPLORER_SEED, device="cpu")
+            train(cfg, out=out, overwrite=True, progress=False)
+        return out
+    return run

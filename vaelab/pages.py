@@ -1,0 +1,32 @@
+"""HTML pages that open from disk: the report's and the comparison's, with no script and no network.
+
+Everything shown is escaped; images are referenced by relative path, so a page survives copying
+its folder elsewhere.
+"""
+import html
+
+STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.5em 0}img{max-width:100%}
+figcaption{color:#444;max-width:900px}code{background:#f3f3f3;padding:0 3px}"""
+
+
+def table(header, rows) -> str:
+    """An HTML table; numbers are right-aligned, everything is escaped."""
+    def cell(v, tag="td"):
+        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+        text = f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if numeric else str(v)
+        return f"<{tag}{' class=n' if numeric else ''}>{html.escape(text)}</{tag}>"
+    head = "".join(cell(h, "th") for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def figure(src: str, caption: str, alt: str = "") -> str:
+    return (f"<figure><img src=\"{html.escape(src)}\" alt=\"{html.escape(alt or src)}\">"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
