@@ -93,7 +93,7 @@ def cpu_name() -> str:
 
 def trained_run(folder: str) -> str:
     from vaelab.config import TrainConfig
-    from vaelab.train import train
+    from vaelab.training import train
     print("no RUN given: training a conv VAE for 2 epochs on mnist-sample ...", flush=True)
     return str(train(TrainConfig(model="conv", dataset="mnist-sample", epochs=2), out=folder, progress=False))
 

@@ -32,7 +32,7 @@ from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
 from vaelab.device import resolve_device
 from vaelab.pixels import to_float
-from vaelab.train import evaluate, train
+from vaelab.training import evaluate, train
 
 
 def vaelab_epochs(model: str, data, dataset: str, epochs: int, batch: int, mode: str, device) -> dict:

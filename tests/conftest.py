@@ -1,10 +1,16 @@
 """What several test files share: the command runner, the bundled sample, and runs trained once
 per test session."""
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+CHROMIUM = os.environ.get("VAELAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 EXPLORER_SEED = 3  # 2 epochs on the sample: seed 3 gives an informative latent code (KL ~5 nats), not a collapsed one
 
 
@@ -12,6 +18,13 @@ def run_vaelab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedPr
     """`python -m vaelab ARGS` as a user runs it, output captured."""
     return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def needs_chromium():
+    """Skip, saying what is missing, where the browser tests cannot run."""
+    pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VAELAB_CHROMIUM)")
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +40,7 @@ def explorer_run(tmp_path_factory):
     session and shared by the explorer's API and browser tests."""
     def run(model: str):
         from vaelab.config import TrainConfig
-        from vaelab.train import train
+        from vaelab.training import train
         out = tmp_path_factory.getbasetemp() / "explorer-runs" / model
         if not (out / "model.safetensors").is_file():
             cfg = TrainConfig(model=model, dataset="mnist-sample", epochs=2, seed=EXPLORER_SEED, device="cpu")

@@ -156,3 +156,21 @@ def test_serve_command_answers(run_dir):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_version():
+    from vaelab import __version__
+    result = vaelab("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vaelab {__version__}"
+
+
+def test_config_repeats_a_run_and_flags_override_it(run_dir, tmp_path):
+    result = vaelab("train", "--config", run_dir / "config.json", "--epochs", "1", "--out", tmp_path / "again",
+                        "--no-report", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    saved, repeated = (json.loads((d / "config.json").read_text()) for d in (run_dir, tmp_path / "again"))
+    assert repeated["train"] == {**saved["train"], "epochs": 1}
+    assert repeated["model_config"] == saved["model_config"]
+    assert repeated["command"][:3] == ["vaelab", "train", "--config"]
+    result = vaelab("train", "--config", tmp_path / "nothing.json")
+    assert result.returncode == 2 and "nothing.json is missing" in result.stderr

@@ -422,7 +422,7 @@ def test_flat_grey_folder_has_no_labels_and_a_conditional_model_says_so(tmp_path
     data = load_dataset(f"folder:{tmp_path / 'flat'}")
     assert not data.labelled and data.image_shape == (1, 16, 16)
     from vaelab.config import TrainConfig
-    from vaelab.train import train
+    from vaelab.training import train
     with pytest.raises(VaelabError, match="conditional and needs labels"):
         train(TrainConfig(model="cvae", dataset=f"folder:{tmp_path / 'flat'}", epochs=1), out=str(tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()
@@ -451,7 +451,7 @@ def test_npz_layouts_and_errors(tmp_path):
 
 def test_user_images_train_with_shapes_from_the_input(tmp_path):
     from vaelab.config import TrainConfig
-    from vaelab.train import train
+    from vaelab.training import train
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (300, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 4, 300))
     run = train(TrainConfig(model="cvae", dataset=f"npz:{tmp_path / 'd.npz'}", epochs=1, batch_size=32),

@@ -7,7 +7,6 @@ test's tmp_path, and also to $VAELAB_SHOTS when that names a folder.
 """
 import json
 import os
-import shutil
 import statistics
 import threading
 import time
@@ -18,14 +17,13 @@ import pytest
 
 from vaelab import serve
 
+from conftest import CHROMIUM, CHROMIUM_ARGS
+
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the Python package playwright is not installed (pip install playwright)")
-CHROMIUM = os.environ.get("VAELAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VAELAB_CHROMIUM)",
                 allow_module_level=True)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +184,45 @@ def test_two_clicks_give_an_interpolation_and_the_grid_covers_the_zoomed_view(pa
     lo, hi = grid_request.value.post_data_json["x_range"]
     assert x0 < lo < hi < x1  # the grid spans what is visible, not the whole data
     shoot(page, tmp_path, "4-interpolation-grid")
+
+
+def test_switching_runs_leaves_nothing_of_the_last_run(page, tmp_path):
+    page.mouse.move(*at(page, "#scatter", 0.4, 0.4))
+    wait_for_new_src(page, "#decoded", None)
+    page.mouse.click(*at(page, "#scatter", 0.2, 0.3))
+    page.mouse.click(*at(page, "#scatter", 0.8, 0.7))
+    page.wait_for_function("() => document.querySelectorAll('#strip img').length === 10")
+    assert page.text_content("#strip-caption").startswith("A (")
+    page.select_option("#run", "1")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('cvae')")
+    assert page.text_content("#decoded-at") == "move over the scatter"
+    assert page.text_content("#strip-caption") == "click two points of the scatter"
+    assert page.get_attribute("#decoded", "src") is None and not page.locator("#strip img").all()
+    assert page.get_attribute("#scatter", "data-hover") is None
+    shoot(page, tmp_path, "5-switched")
+
+
+def test_hovering_marks_the_point_that_is_decoded(page):
+    before = page.evaluate("document.querySelector('#scatter').toDataURL()")
+    page.mouse.move(*at(page, "#scatter", 0.3, 0.6))
+    wait_for_new_src(page, "#decoded", None)
+    page.wait_for_function("() => document.querySelector('#decoded-at').textContent.startsWith('plane (')")
+    marked = [float(v) for v in page.get_attribute("#scatter", "data-hover").split(",")]
+    shown = page.text_content("#decoded-at").removeprefix("plane (").split(")")[0].split(", ")
+    assert [round(v, 2) for v in marked] == [float(v) for v in shown]  # the mark is where the image comes from
+    assert page.evaluate("document.querySelector('#scatter').toDataURL()") != before
+
+
+def test_beside_a_notebook_800_by_700_the_decoded_image_is_in_view(browser, base_url, tmp_path):
+    context = browser.new_context(viewport={"width": 800, "height": 700})
+    page = context.new_page()
+    page.goto(base_url)
+    page.wait_for_selector("#scatter[data-points]")
+    page.mouse.move(*at(page, "#scatter", 0.5, 0.5))
+    wait_for_new_src(page, "#decoded", None)
+    for selector in ("#scatter", "#decoded"):
+        box = page.locator(selector).bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0, selector
+        assert box["x"] + box["width"] <= 800 and box["y"] + box["height"] <= 700, (selector, box)
+    shoot(page, tmp_path, "6-800x700")
+    context.close()

@@ -8,11 +8,10 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from vaelab import latent, serve
+from vaelab import figures, latent, serve
 from vaelab.config import TrainConfig
-from vaelab.report import ReportSettings, figures
 from vaelab.runs import open_run
-from vaelab.train import train
+from vaelab.training import train
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +21,9 @@ def wide(tmp_path_factory):
     out = tmp_path_factory.mktemp("latent") / "mlp8"
     train(TrainConfig(model="mlp", dataset="fashion-mnist", epochs=1, batch_size=500), {"latent_dim": 8},
           out=str(out), progress=False)
-    settings = ReportSettings(grid=3, range_="scale", scale=1.0, walk=((1, 7),))
-    drawn = {name: fig for name, fig, _ in figures(open_run(out), settings)}
+    run = open_run(out)
+    drawn = {"scatter": figures.scatter(run)[0], "manifold": figures.manifold(run, 3, None, "scale", 1.0)[0],
+             "origin": figures.origin(run)[0]}
     return drawn, serve.Explorer(serve.load_runs([out]))
 
 

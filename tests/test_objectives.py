@@ -6,7 +6,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.losses import mmd, vae_loss
 from vaelab.models import MODELS, build_model, make_config
-from vaelab.train import evaluate, kl_weight, learning_rate
+from vaelab.training import evaluate, kl_weight, learning_rate
 
 
 def gaussian(n, mean, seed):

@@ -13,7 +13,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.runs import load_model, read_metrics
 from vaelab.summary import layer_rows
-from vaelab.train import train
+from vaelab.training import train
 
 
 @pytest.fixture(scope="module")

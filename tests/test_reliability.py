@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import load_model, read_metrics
-from vaelab.train import resume, train
+from vaelab.training import resume, train
 
 TRAIN = ["train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2", "--seed", "5",
          "--no-progress", "--no-report"]

@@ -10,7 +10,7 @@ from vaelab.errors import VaelabError
 from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
 from vaelab.speed import keep_freed_memory, plan
-from vaelab.train import resume, train
+from vaelab.training import resume, train
 
 CUDA = torch.cuda.is_available()
 

@@ -11,7 +11,7 @@ from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.runs import read_json, read_metrics
 from vaelab.cli import add_sweep_parser, swept_setting
-from vaelab.sweep import sweep
+from vaelab.sweeps import sweep
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_a_wider_latent_reconstructs_better_and_pays_more_kl(tmp_path):
 
 def test_a_conv_sweep_past_its_dense_width_says_how_to_widen_it(capsys):
     from vaelab.models import make_config
-    from vaelab.sweep import bottleneck_notice
+    from vaelab.sweeps import bottleneck_notice
     narrow = [make_config("conv", (1, 28, 28), 10, latent_dim=k) for k in (2, 8, 32)]
     assert "Dense layer has 14 units, fewer than latent size 32" in bottleneck_notice(narrow)
     assert "--dense-dim 64" in bottleneck_notice(narrow)

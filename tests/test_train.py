@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.runs import load_model, read_metrics
-from vaelab.train import evaluate, resume, train
+from vaelab.training import evaluate, resume, train
 
 
 def test_two_epochs_of_conv_bring_the_test_loss_down(tmp_path):

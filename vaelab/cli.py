@@ -92,6 +92,8 @@ def add_train_parser(sub) -> None:
     flags.add_fields(p, TrainConfig)
     flags.add_model_options(p)
     may_change = ", ".join(flags.flag_name(k) for k in RESUME_OVERRIDES)
+    p.add_argument("--config", metavar="RUN/config.json", help="repeat a run: its model and every training setting "
+                                                                "from its config.json; flags given here override them")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="RUN", help=f"continue RUN from its last checkpoint with its saved settings; "
@@ -105,7 +107,7 @@ def add_train_parser(sub) -> None:
 
 def cmd_train(args) -> int | None:
     from vaelab import distributed
-    from vaelab.train import resume, train
+    from vaelab.training import resume, train
     if args.nproc and not distributed.launched():
         return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
     try:
@@ -113,9 +115,11 @@ def cmd_train(args) -> int | None:
             given = {k: getattr(args, k) for k in RESUME_OVERRIDES if flags.flag_name(k) in args.flags_given}
             run_dir = resume(args.resume, progress=not args.no_progress, **given)
         else:
+            if args.config:
+                take_saved_settings(args, args.config)
             cfg = flags.from_args(TrainConfig, args)
             run_dir = train(cfg, flags.model_options(args), out=args.out, overwrite=args.overwrite,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, command=["vaelab", *args.argv])
     finally:
         distributed.teardown()
     if os.environ.get("RANK", "0") != "0":
@@ -125,6 +129,25 @@ def cmd_train(args) -> int | None:
         from vaelab.report import make_report
         print(f"report: {make_report(run_dir)}")
     return None
+
+
+def take_saved_settings(args, path: str) -> None:
+    """Fill every training setting and model option not given as a flag from a run's config.json."""
+    from dataclasses import fields
+    from vaelab.files import read_json
+    from vaelab.models import MODELS, get_preset, option_fields
+    saved = read_json(Path(path) / "config.json" if Path(path).is_dir() else Path(path))
+    if "train" not in saved or "model_config" not in saved:
+        raise VaelabError(f"{path} is not a vaelab run's config.json (it has no 'train' and 'model_config')")
+    if saved["model"] not in MODELS:
+        raise VaelabError(f"{path} is a run of your own model; repeat it from Python with vaelab.train(model=...)")
+    for f in fields(TrainConfig):
+        if flags.flag_name(f.name, f.metadata) not in args.flags_given and f.name in saved["train"]:
+            setattr(args, f.name, saved["train"][f.name])
+    for f in option_fields(get_preset(args.model).family):
+        if flags.flag_name(f.name, f.metadata) not in args.flags_given and f.name in saved["model_config"]:
+            value = saved["model_config"][f.name]
+            setattr(args, f.name, tuple(value) if isinstance(value, list) else value)
 
 
 def add_sample_parser(sub) -> None:
@@ -181,7 +204,7 @@ def cmd_report(args) -> None:
 
 
 def add_compare_parser(sub) -> None:
-    from vaelab.compare import CompareSettings
+    from vaelab.comparison import CompareSettings
     p = sub.add_parser("compare", help="compare runs: a table with sample quality, test curves, latent scatters, "
                                        "samples and manifold grids side by side")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
@@ -191,7 +214,7 @@ def add_compare_parser(sub) -> None:
 
 
 def cmd_compare(args) -> None:
-    from vaelab.compare import CompareSettings, compare_runs
+    from vaelab.comparison import CompareSettings, compare_runs
     out = Path(args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
     path = compare_runs(args.runs, out, flags.from_args(CompareSettings, args))
     print((out / "compare.md").read_text(), end="")
@@ -199,7 +222,7 @@ def cmd_compare(args) -> None:
 
 
 def add_evaluate_parser(sub) -> None:
-    from vaelab.evaluate import EvalConfig
+    from vaelab.evaluation import EvalConfig
     p = sub.add_parser("evaluate", help="score a run: ELBO, importance-weighted bound, latent classifiers, "
                                         "sample quality; writes RUN/eval.json")
     p.add_argument("run", help="run folder")
@@ -212,7 +235,7 @@ def add_evaluate_parser(sub) -> None:
 def cmd_evaluate(args) -> None:
     from dataclasses import asdict
     from vaelab import runs
-    from vaelab.evaluate import EvalConfig, evaluate_run, format_result
+    from vaelab.evaluation import EvalConfig, evaluate_run, format_result
     cfg = flags.from_args(EvalConfig, args)
     result = evaluate_run(args.run, progress=not args.no_progress, retrain_classifier=args.retrain_classifier,
                           **asdict(cfg))
@@ -221,7 +244,7 @@ def cmd_evaluate(args) -> None:
 
 
 def add_sweep_parser(sub) -> None:
-    from vaelab.sweep import SweepSettings
+    from vaelab.sweeps import SweepSettings
     p = sub.add_parser("sweep", help="train one run per value of one setting (e.g. --latent-dim 2,4,8,16,32); table and figure")
     flags.add_fields(p, TrainConfig, lists=True)
     flags.add_model_options(p, lists=True)
@@ -246,7 +269,7 @@ def swept_setting(args, names) -> tuple[str, tuple]:
 
 
 def cmd_sweep(args) -> None:
-    from vaelab.sweep import SweepSettings, sweep
+    from vaelab.sweeps import SweepSettings, sweep
     name, values = swept_setting(args, args.numeric)
     s = flags.from_args(SweepSettings, args)
     out = args.out or f"runs/sweep-{name.replace('_', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -278,7 +301,9 @@ SUBCOMMANDS = (add_data_parser, add_summary_parser, add_train_parser, add_sample
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import vaelab
     parser = argparse.ArgumentParser(prog="vaelab", description="Train, evaluate and explore VAEs on small image data sets.")
+    parser.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

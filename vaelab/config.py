@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from vaelab.device import DEVICES
 from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
-from vaelab.models import MODELS
+from vaelab.models import MODELS, custom
 from vaelab.options import check, opt
 from vaelab.pixels import BINARIZE_MODES
 from vaelab.speed import PRECISIONS, SPEEDS
@@ -16,7 +16,8 @@ RESUME_OVERRIDES = ("epochs", "lr", "clip_grad", "speed")  # what may change whe
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = opt("conv", "model to train", choices=tuple(MODELS))
+    model: str = opt("conv", "model to train ('custom': a module of your own, trained from Python)",
+                     choices=(*MODELS, custom.NAME))
     dataset: str = opt("mnist", f"data set: {', '.join(DATASET_NAMES)}, or your own images as "
                                  "folder:PATH (a sub-folder per class, or flat) or npz:FILE (arrays x, y)")
     data_dir: str | None = opt(None, "folder holding the data set's original files (searched first)")
@@ -28,7 +29,7 @@ class TrainConfig:
     beta: float = opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
     kl_warmup: float = opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
     objective: str = opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)
-    mmd_weight: float = opt(1000.0, "weight of the MMD term when --objective mmd (InfoVAE uses 1000)", min=0.0)
+    mmd_weight: float = opt(1000.0, "weight of the MMD term when --objective mmd (InfoVAE uses 1000)", above=0.0)
     clip_grad: float | None = opt(None, "clip the gradient norm to this value", above=0.0)
     likelihood: str = opt("bernoulli", "p(x|z): Bernoulli (BCE from logits) or Gaussian", choices=LIKELIHOODS)
     gaussian_std: float = opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)

@@ -4,7 +4,7 @@ from datetime import datetime
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
-from vaelab.train import train
+from vaelab.training import train
 
 
 def pick_dataset() -> str:

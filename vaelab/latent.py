@@ -46,15 +46,16 @@ def reparameterized(mu: np.ndarray, logvar: np.ndarray, seed: int = 0) -> np.nda
 
 @torch.no_grad()
 def decode(model, z, label=None, batch_size: int = 1000) -> torch.Tensor:
-    """Images sigmoid(decoder(z)) [N, C, H, W] in [0, 1]; `label` (an int or [N] labels) is used
-    only by conditional models, which need it."""
+    """Images sigmoid(decoder(z)) [N, C, H, W] in [0, 1]; `label` (an int, [N] labels, or float
+    label rows [N, K] mixing classes) is used only by conditional models, which need it."""
     device = device_of(model)
     z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
     y = None
     if model.config.num_classes:
         if label is None:
             raise VaelabError("this model is conditional: give the label to decode with (label=3)")
-        y = torch.as_tensor(label, dtype=torch.int64).expand(len(z))
+        y = torch.as_tensor(np.asarray(label))
+        y = y.float() if y.is_floating_point() else y.to(torch.int64).expand(len(z))
     return torch.cat([torch.sigmoid(model.decode(z[i:i + batch_size].to(device), _labels(model, y, i, batch_size, device))).cpu()
                       for i in range(0, len(z), batch_size)]) if len(z) else torch.empty(0, *model.config.input_shape)
 
@@ -169,6 +170,14 @@ def class_codes(mu: np.ndarray, labels, num_classes: int, per_class: int = 5, se
     return np.concatenate(zs), y
 
 
+def posterior_draws(mu: np.ndarray, logvar: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """n codes z ~ q(z|x_i), each for a random image i (seeded) of the given codes: draws from
+    where these images live in z, the aggregate posterior of the set."""
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(len(mu), size=n)
+    return mu[pick] + rng.standard_normal((n, mu.shape[1])) * np.exp(0.5 * logvar[pick])
+
+
 def line(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
     """steps evenly spaced codes on the straight line from start to end, both included."""
     t = np.linspace(0, 1, steps)[:, None]
@@ -184,14 +193,16 @@ def first_of_class(y: torch.Tensor, k: int) -> int:
 
 def walk(model, x_uint8: torch.Tensor, y: torch.Tensor, a: int, b: int, steps: int = 10):
     """Images along the line in z from the encoder mean of the first test image of class a to
-    that of the first of class b; a conditional model decodes the first half with label a and
-    the second with label b. Returns (the two inputs, the steps) as [N, C, H, W] tensors."""
+    that of the first of class b. A conditional model's label moves along with z, from the one-hot
+    label a to the one-hot label b (a mix of the two in between), so the image morphs rather than
+    switching class halfway. Returns (the two inputs, the steps) as [N, C, H, W] tensors."""
     picks = [first_of_class(y, a), first_of_class(y, b)]
     mu, _ = encode_set(model, x_uint8[picks], y[picks])
     z = line(mu[0], mu[1], steps)
-    half = steps // 2
-    images = torch.cat([decode(model, z[:half], a), decode(model, z[half:], b)])
-    return to_float(x_uint8[picks]), images
+    labels = None
+    if model.config.num_classes:
+        labels = line(*np.eye(model.config.num_classes, dtype=np.float32)[[a, b]], steps).astype(np.float32)
+    return to_float(x_uint8[picks]), decode(model, z, labels)
 
 
 def label_swap(model, x_uint8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,15 @@ def table(header, rows) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
+WIDE = """body{max-width:none;margin:1.5em 1.5em}table{font-size:12px;width:100%}
+td,th{padding:2px 4px;overflow-wrap:anywhere}"""  # a table of many columns fits the window
+
+
+def page(title: str, body: str, wide: bool = False) -> str:
+    style = STYLE + ("\n" + WIDE if wide else "")
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><meta name=viewport "
+            f"content=\"width=device-width\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>\n")
 
 
 def figure(src: str, caption: str, alt: str = "") -> str:

@@ -7,7 +7,7 @@
     RUN/recon/epoch_NNN.png    the same test images and their reconstructions, per epoch
     RUN/figures/NAME.png       the report's figures and the evaluation's
     RUN/report.html            the report page (vaelab/report.py renders it)
-    RUN/eval.json              the evaluation's numbers (vaelab/evaluate.py computes them)
+    RUN/eval.json              the evaluation's numbers (vaelab/evaluation.py computes them)
     RUN/samples.png            images from the prior (`vaelab sample`)
 
 This module names every file and writes and reads them all; the modules that compute what goes
@@ -37,7 +37,7 @@ import vaelab
 from vaelab.device import describe_device
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.files import atomic_write, read_json, write_json
-from vaelab.models import build_model, count_params
+from vaelab.models import build_model, count_params, custom
 
 FORMAT = "vaelab-1"  # bump when the layout of the files below changes
 CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.safetensors"
@@ -62,18 +62,20 @@ def new_run_dir(model: str, dataset: str, out: str | None, overwrite: bool) -> P
     return run_dir
 
 
-def describe(train_config, model, data, device: torch.device, processes: int = 1) -> dict:
-    """The content of RUN/config.json: the model's name and config, every training setting
-    (`train_config`, a dataclass), the data, the command line, versions and device."""
+def describe(train_config, model, data, device: torch.device, processes: int = 1, command=None) -> dict:
+    """The content of RUN/config.json: the model's name and config (and for your own model, the
+    classes it is built from), every training setting (`train_config`, a dataclass), the data, the
+    command that started the run (default: this process's command line), versions and device."""
     return {
         "vaelab_version": vaelab.__version__,
         "model": train_config.model,
         "model_config": config_dict(model),
+        **({"custom": custom.describe(model)} if train_config.model == custom.NAME else {}),
         "params": {"encoder": count_params(model.encoder), "decoder": count_params(model.decoder)},
         "train": asdict(train_config),
         "data": {"name": data.name, "source": data.source, "image_shape": list(data.image_shape),
                  "classes": list(data.classes), "train_size": len(data.train_x), "test_size": len(data.test_x)},
-        "command": sys.argv,
+        "command": sys.argv if command is None else command,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "device": describe_device(device),
         "processes": processes,
@@ -147,13 +149,21 @@ def config_dict(model: torch.nn.Module) -> dict:
     return json.loads(json.dumps(asdict(model.config)))  # tuples -> lists, as stored in JSON
 
 
-def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str = WEIGHTS):
-    """(model, run_config) rebuilt from a run folder alone, in eval mode."""
+def rebuild(config: dict) -> torch.nn.Module:
+    """The untrained model a run's config.json describes (your own model: from its classes)."""
+    if config["model"] == custom.NAME:
+        return custom.build(config["custom"], config["model_config"])
+    return build_model(config["model"], config["model_config"])
+
+
+def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str = WEIGHTS, model=None):
+    """(model, run_config) rebuilt from a run folder alone, in eval mode; `model`, when given, is
+    filled with the weights instead (a model of your own whose classes cannot be imported)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
     config = read_config(run_dir)
-    model = build_model(config["model"], config["model_config"])
+    model = rebuild(config) if model is None else model
     load_weights(model, config["model"], run_dir / weights)
     return model.to(device).eval(), config
 
@@ -312,7 +322,8 @@ class Run:
         return self.model.config.num_classes > 0
 
 
-def open_run(run_dir, device: str | torch.device = "cpu", data=None) -> Run:
-    """A finished (or stopped) run from its folder alone; `data` shares an already loaded data set."""
-    model, config = load_model(run_dir, device)
+def open_run(run_dir, device: str | torch.device = "cpu", data=None, model=None) -> Run:
+    """A finished (or stopped) run from its folder alone; `data` shares an already loaded data set,
+    `model` is one to fill (see load_model)."""
+    model, config = load_model(run_dir, device, model=model)
     return Run(Path(run_dir), config, model, read_metrics(run_dir), data)

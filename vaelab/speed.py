@@ -1,6 +1,6 @@
 """How the training step runs (`--speed auto|eager|graph|compile`); the maths never changes.
 
-    eager    the step as written in vaelab/train.py (train_step), tensor by tensor
+    eager    the step as written in vaelab/training.py (train_step), tensor by tensor
     graph    CUDA only: the whole step (forward, loss, backward, gradient clipping, Adam with
              capturable=True) captured once in a CUDA graph and replayed; batches are copied into
              its static input buffers. These models are limited by kernel-launch overhead on a

@@ -30,7 +30,11 @@ class Preset:
 
 MODELS = {
     "mlp": Preset("mlp", False, (403_972, 403_728), "fully connected VAE, 784-512-2"),
+    "mlp-small": Preset("mlp", False, (63_124, 63_744), "fully connected VAE the size of conv, 784-80-2",
+                        (("hidden_dim", 80),)),
     "conv": Preset("conv", False, (62_794, 65_089), "convolutional VAE, 32-64 channels, Dense 14"),
+    "conv-small": Preset("conv", False, (69_076, 28_161), "the second published conv VAE: Dense 16, two transposed "
+                         "convolutions (64-32-1, the last at stride 2)", (("dense_dim", 16), ("last_stride", 2))),
     "cvae": Preset("conv", True, (131_786, 96_449), "conditional convolutional VAE"),
     "cvae-mlp": Preset("mlp", True, (409_092, 408_848), "conditional fully connected VAE"),
     "mlp-iwae": Preset("mlp", False, (217_300, 207_984), "Burda et al. 2015: 2x200 tanh each side, latent 50",

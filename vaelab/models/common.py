@@ -8,6 +8,7 @@ uses only this, so any encoder and decoder that follow it work everywhere a buil
                              and num_classes (0: unconditional; > 0: the label is an input)
     model.encode(x, y=None)  -> (mu, logvar), each [B, latent_dim], the parameters of q(z|x[,y]);
                              x float [B, C, H, W] in [0, 1], y int64 [B] class indices or None
+                             (built-in models also take float label rows [B, num_classes])
     model.decode(z, y=None)  -> logits [B, C, H, W] of p(x|z[,y]) (sigmoid gives the image)
     model(x, y=None, eps=None) -> (logits, mu, logvar, z), z one reparameterised sample
     model.encoder, model.decoder   the two halves as modules (parameter counts, layer tables);
@@ -15,6 +16,7 @@ uses only this, so any encoder and decoder that follow it work everywhere a buil
 
 A model returns distribution parameters and logits, never a loss (vaelab/losses.py has those).
 """
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -22,6 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaelab.errors import VaelabError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The least config a model needs; your own model's config may be this or any dataclass with
+    these fields (and more)."""
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of the images
+    latent_dim: int = 2
+    num_classes: int = 0  # > 0: conditional on the label
 
 
 class Model(Protocol):
@@ -70,12 +81,15 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
 
 
 def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tensor:
-    """Float one-hot rows for the labels of a conditional model."""
+    """Float one-hot rows for the labels of a conditional model. Float rows [B, num_classes] pass
+    as they are: a mix of two labels is how a CVAE's walk morphs from one class to another."""
     if y is None:
         raise VaelabError(
             f"model '{model}' is conditional and needs the labels: call it as model(x, y) "
             f"with y an int64 tensor of class indices in [0, {num_classes})"
         )
+    if y.is_floating_point() and y.dim() == 2:
+        return y
     return F.one_hot(y, num_classes).float()
 
 

@@ -4,7 +4,8 @@ Encoder (the exercises' model; at 28x28x1, latent 2: 62,794 parameters): 3x3 con
 "same" padding, ReLU, 1 -> 32 -> 64 channels (28 -> 14 -> 7), Flatten, Dense `dense_dim` ReLU,
 then the mu and logvar heads. Decoder (65,089): Dense to 7x7x64 ReLU, transposed 3x3 convolutions
 with stride 2 back up (64 -> 64 -> 32 channels, 7 -> 14 -> 28), and a last stride-1 transposed
-convolution to the image channels, giving logits.
+convolution to the image channels, giving logits. The second published variant (`conv-small`:
+Dense 16, decoder 28,161) has one transposed convolution fewer (64 -> 32) and a stride-2 last one.
 
 The conditional version feeds the one-hot label c to both halves: in the encoder a Dense from c to
 the first convolution's output shape is added to (or concatenated with) that output; in the
@@ -31,6 +32,9 @@ class ConvConfig:
     dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1})
     channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated"})
     label_merge: str = field(default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")})
+    last_stride: int = field(default=1, metadata={"help": "stride of the decoder's last transposed convolution: 1 (after "
+                                                          "one transposed convolution per encoder convolution) or 2 (one "
+                                                          "fewer before it: the second published variant)", "choices": (1, 2)})
 
     def __post_init__(self):
         check(self)
@@ -92,14 +96,18 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.num_classes, self.bottom_shape = c.num_classes, c.bottom_shape
         self.dense = nn.Linear(c.latent_dim + c.num_classes, prod(c.bottom_shape))
-        outs = list(reversed(c.channels))  # 64, 32: every deconv but the last doubles H, W
-        self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip([outs[0], *outs], outs))
-        self.out = nn.ConvTranspose2d(outs[-1], c.input_shape[0], 3, stride=1, padding=1)
+        outs = list(reversed(c.channels))  # 64, 32
+        if c.last_stride == 1:  # 64 -> 64 -> 32, then the image at stride 1
+            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip([outs[0], *outs], outs))
+            self.out = nn.ConvTranspose2d(outs[-1], c.input_shape[0], 3, stride=1, padding=1)
+        else:  # 64 -> 32, then the image at stride 2: every transposed convolution doubles H, W
+            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip(outs, outs[1:]))
+            self.out = _deconv(outs[-1], c.input_shape[0])
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes:
             z = torch.cat([z, one_hot(y, self.num_classes, "cvae")], dim=1)
         h = torch.relu(self.dense(z)).view(-1, *self.bottom_shape)  # [B, 64, H/4, W/4]
         for deconv in self.deconvs:
-            h = torch.relu(deconv(h))  # [B, 64, H/2, W/2] then [B, 32, H, W]
+            h = torch.relu(deconv(h))  # [B, 64, H/2, W/2] then [B, 32, H, W] (last_stride 2: [B, 32, H/2, W/2])
         return self.out(h)  # [B, C, H, W] logits

@@ -13,6 +13,14 @@ const state = {
   clicks: [],     // up to two plane points, the ends of the interpolation
   path: null,     // plane points of the interpolation strip
   drawn: null,    // plane point of the encoded drawing
+  hover: null,    // plane point under the cursor, marked on the scatter
+};
+
+const DEFAULT_TEXT = {  // what each caption says before anything is shown for the current run
+  "decoded-at": "move over the scatter",
+  "drawn-at": "draw a digit: it is encoded (encoder mean), marked ★ on the scatter and decoded here",
+  "strip-caption": "click two points of the scatter",
+  "grid-caption": "",
 };
 
 // ---- talking to the server ---------------------------------------------------------------------
@@ -115,6 +123,7 @@ function render() {
   ctx.clearRect(0, 0, scatter.width, scatter.height);
   ctx.drawImage(layer, 0, 0);
   if (state.path) polyline(ctx, state.path.map(toPixel));
+  if (state.hover) crosshair(ctx, toPixel(state.hover));
   state.clicks.forEach((p, i) => marker(ctx, toPixel(p), "AB"[i]));
   if (state.drawn) marker(ctx, toPixel(state.drawn), "★");
 }
@@ -124,6 +133,16 @@ function polyline(ctx, pixels) {
   ctx.lineWidth = 2;
   ctx.beginPath();
   pixels.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+  ctx.stroke();
+}
+
+function crosshair(ctx, [px, py]) {  // where the decoded image comes from
+  ctx.strokeStyle = "#000";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  ctx.arc(px, py, 6, 0, 2 * Math.PI);
+  ctx.moveTo(px - 11, py); ctx.lineTo(px - 3, py); ctx.moveTo(px + 3, py); ctx.lineTo(px + 11, py);
+  ctx.moveTo(px, py - 11); ctx.lineTo(px, py - 3); ctx.moveTo(px, py + 3); ctx.lineTo(px, py + 11);
   ctx.stroke();
 }
 
@@ -174,6 +193,11 @@ const decodeLatest = latest(async (where) => {
 
 function showCurrent(where) {
   state.current = where;
+  if (where.plane) {
+    state.hover = where.plane;
+    scatter.dataset.hover = where.plane.map((v) => v.toFixed(4)).join(",");
+    render();
+  }
   decodeLatest(where);
 }
 
@@ -184,8 +208,10 @@ async function onClick(event) {
   render();
   if (state.clicks.length < 2) return;
   const [start, end] = state.clicks;
+  const run = state.run;
   const data = await api("/api/interpolate",
     withRun({start: {plane: start}, end: {plane: end}, steps: 10}));
+  if (run !== state.run) return;  // the run was switched meanwhile
   state.path = data.plane;
   render();
   $("strip").replaceChildren(...data.images.map((src) => Object.assign(new Image(), {src})));
@@ -277,12 +303,14 @@ function clearPad() {
 async function showGrid() {
   const n = Number($("grid-n").value);
   const [x_range, y_range] = state.view;
+  const run = state.run;
   const data = await api("/api/grid", withRun({n, x_range, y_range}));
+  if (run !== state.run) return;
   $("grid").src = data.image;
   const span = ([lo, hi]) => `${lo.toFixed(2)} … ${hi.toFixed(2)}`;
   $("grid-caption").textContent = `${n} × ${n} decoded images over the visible range: ` +
     `x ${span(x_range)} left to right, y ${span(y_range)} bottom to top` + (state.run.projection === "pca" ?
-    "; each plane point is mapped back to z by the PCA inverse transform" : "");
+    "; the plane point (x, y) is z = x·PC1 + y·PC2" : "");
 }
 
 // ---- runs ------------------------------------------------------------------------------------------
@@ -291,7 +319,7 @@ function describe(run, count) {
   const axes = run.projection === "pca"
     ? `PCA of the ${run.latent_dim}-dimensional latent: the plane of the two leading principal ` +
       `components (${run.explained_variance.map((v) => (100 * v).toFixed(0) + "%").join(" + ")} of ` +
-      `the variance); a point of this plane is decoded through the PCA inverse transform`
+      `the variance), through z = 0 as in the report; the point (x, y) is decoded at z = x·PC1 + y·PC2`
     : "z₁ across, z₂ up (latent size 2, no projection)";
   return `Encoder means μ of ${count.toLocaleString()} test images of ${run.dataset}, coloured by ` +
     `class. Run ${run.name}: ${run.model}. ${axes}.`;
@@ -310,7 +338,9 @@ function buildLegend(run) {
 async function loadRun(index) {
   state.run = state.info.runs[index];
   state.points = await api(`/api/points?run=${index}`);
-  Object.assign(state, {view: state.run.view.map((r) => [...r]), current: null, clicks: [], path: null});
+  Object.assign(state, {view: state.run.view.map((r) => [...r]), current: null, clicks: [], path: null, hover: null});
+  delete scatter.dataset.hover;
+  for (const [id, text] of Object.entries(DEFAULT_TEXT)) $(id).textContent = text;  // nothing of the last run stays
   $("caption").textContent = describe(state.run, state.points.x.length);
   buildLegend(state.run);
   buildLabels();

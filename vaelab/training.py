@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vaelab import distributed, runs, speed
 from vaelab.config import RESUME_OVERRIDES, TrainConfig
@@ -27,8 +26,9 @@ from vaelab.errors import VaelabError
 from vaelab.images import image_grid
 from vaelab.latent import decode, encode_set
 from vaelab.losses import mmd, vae_loss
-from vaelab.models import build_model, get_preset, make_config
+from vaelab.models import build_model, custom, get_preset, make_config
 from vaelab.pixels import binarize, binarized_set, binarized_train_set, to_float
+from vaelab.progress import bar as progress_bar
 
 METRIC_KEYS = ("total", "recon", "kl")
 
@@ -100,11 +100,11 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dic
     model.train()
     recon_sum, kl_sum, count = sum_all(sums, ranks).tolist()
     recon, kl = recon_sum / count, kl_sum / count
+    out = {"recon": recon, "kl": kl, "elbo": -(recon + kl)}
     if cfg.objective == "mmd":
-        total = recon + cfg.mmd_weight * heldout_mmd(torch.cat(codes), cfg.batch_size, noise)
-    else:
-        total = recon + cfg.beta * kl
-    return {"total": total, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        out["mmd"] = heldout_mmd(torch.cat(codes), cfg.batch_size, noise)
+        return {"total": recon + cfg.mmd_weight * out["mmd"], **out}
+    return {"total": recon + cfg.beta * kl, **out}
 
 
 def heldout_mmd(z: torch.Tensor, batch_size: int, noise: torch.Generator) -> float:
@@ -152,29 +152,46 @@ def set_rng_state(state: dict, generator: torch.Generator, device) -> None:
 
 
 def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | None = None,
-          overwrite: bool = False, progress: bool = True) -> Path:
-    """Train a new model and write its run folder; returns the folder."""
+          overwrite: bool = False, progress: bool = True, model: torch.nn.Module | None = None,
+          command=None) -> Path:
+    """Train a new model and write its run folder; returns the folder. `model` is a module of your
+    own that follows the model interface (then cfg.model is "custom"); `command`, what config.json
+    records as the command that started the run (default: this process's command line)."""
     with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
         ranks, device = distributed.setup(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
-        if get_preset(cfg.model).conditional and not data.labelled:
-            raise VaelabError(f"model '{cfg.model}' is conditional and needs labels, but {cfg.dataset} has "
-                              f"none; put the images in one sub-folder per class, or use mlp or conv")
-        config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
-        model = build_model(cfg.model, config).to(device)
+        model = new_model(cfg, model_options, data, model).to(device)
         distributed.check_batch(cfg.batch_size, ranks)
         run_dir = None
         if ranks.main:
             run_dir = runs.new_run_dir(cfg.model, cfg.dataset, out, overwrite)
-            runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world))
+            runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world, command))
         run_dir = Path(distributed.share(str(run_dir), ranks))
         return fit(cfg, model, data, run_dir, stop, ranks, progress=progress)
 
 
-def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
+def new_model(cfg: TrainConfig, model_options: dict | None, data: ImageData, model=None) -> torch.nn.Module:
+    """The model to train: the preset cfg.model for this data, or your own module, checked."""
+    if cfg.model == custom.NAME:
+        if model is None:
+            raise VaelabError("model 'custom' is a module of your own: train it from Python, "
+                              "vaelab.train(model=YourModel(config), dataset=...)")
+        custom.check(model, data)
+        return model
+    if model is not None:
+        raise VaelabError(f"a model module was given with model '{cfg.model}'; give one or the other")
+    if get_preset(cfg.model).conditional and not data.labelled:
+        raise VaelabError(f"model '{cfg.model}' is conditional and needs labels, but {cfg.dataset} has "
+                          f"none; put the images in one sub-folder per class, or use mlp or conv")
+    config = make_config(cfg.model, data.image_shape, data.num_classes, **(model_options or {}))
+    return build_model(cfg.model, config)
+
+
+def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | None = None, **overrides) -> Path:
     """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
-    learning rate or gradient clipping (e.g. after a divergence)."""
+    learning rate or gradient clipping (e.g. after a divergence). `model`: a module of your own to
+    continue, when its classes cannot be imported (vaelab/models/custom.py)."""
     run_dir = Path(run_dir)
     saved = runs.read_config(run_dir)
     if not (run_dir / runs.CHECKPOINT).is_file():
@@ -193,7 +210,7 @@ def resume(run_dir: str | Path, progress: bool = True, **overrides) -> Path:
             runs.write_config(run_dir, {**saved, "train": asdict(cfg)})
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
-        model = build_model(cfg.model, saved["model_config"]).to(device)
+        model = (runs.rebuild(saved) if model is None else model).to(device)
         return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True)
 
 
@@ -287,8 +304,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         first = position["step"] if epoch == position["epoch"] + 1 else 0
         sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
         started = time.perf_counter() - (position["seconds"] if first else 0.0)
-        bar = tqdm(total=steps * cfg.batch_size, initial=first * cfg.batch_size, unit="img", unit_scale=True,
-                   leave=False, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and ranks.main))
+        bar = progress_bar(steps * cfg.batch_size, first * cfg.batch_size, f"epoch {epoch}/{cfg.epochs}",
+                           show=progress and ranks.main)
         for i in range(first, steps):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][ranks.rank::ranks.world]  # this rank's shard
             eps = torch.randn(cfg.batch_size, latent_dim, device=device)[ranks.rank::ranks.world]
@@ -326,6 +343,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
                **{f"test_{k}": test[k] for k in METRIC_KEYS},
                "test_elbo": test["elbo"], "seconds": seconds,
                "images_per_second": steps * cfg.batch_size / train_seconds}
+        if cfg.objective == "mmd":  # total = recon + mmd_weight * MMD: the MMD term on its own
+            row |= {"train_mmd": (train_means[0] - train_means[1]) / cfg.mmd_weight, "test_mmd": test["mmd"]}
         if not all(np.isfinite(v) for v in row.values()):
             raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
                               f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")

@@ -3,7 +3,6 @@
     RUN/eval.json                        every number below, with the settings that produced it
     RUN/figures/eval_confusion.png       latent classifiers (k-NN, logistic regression): test confusion
     RUN/figures/eval_cvae_confusion.png  a CVAE as a classifier (Bayes rule): test confusion
-    RUN/figures/eval_label_swap.png      a CVAE's label swap: test image, then its z under every label
 
 All scores are in nats per image on the test split (a seeded random subset for the costly
 importance-weighted bound and CVAE classifier, when --iw-images asks for one):
@@ -27,7 +26,6 @@ from datetime import datetime
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vaelab import latent, losses, runs
 from vaelab.device import DEVICES, device_of, resolve_device
@@ -35,6 +33,7 @@ from vaelab.errors import VaelabError
 from vaelab.losses import kl_per_dimension, kl_standard_normal, reconstruction_nll
 from vaelab.options import check, opt
 from vaelab.pixels import BINARIZE_MODES, binarized_set, to_float
+from vaelab.progress import bar as progress_bar
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2015, sec. 5.2
 
@@ -83,7 +82,8 @@ def iw_scores(model, x_uint8, y, cfg: EvalConfig, lik: dict, generator, progress
     batch = max(1, min(cfg.batch_size, cfg.decode_batch))
     keys = ("bound", "variance", "elbo", "recon", "ess")
     out = {k: [] for k in keys}
-    for i in tqdm(range(0, len(x_uint8), batch), desc=f"L_{cfg.iw_samples}", disable=not progress):
+    bar = progress_bar(len(x_uint8), desc=f"L_{cfg.iw_samples}", show=progress)
+    for i in range(0, len(x_uint8), batch):
         x = to_float(x_uint8[i:i + batch].to(device))
         log_w, log_px = losses.vae_log_weights(model, x, _labels(model, y, i, batch, device), cfg.iw_samples,
                                                lik, generator, cfg.decode_batch)
@@ -92,6 +92,8 @@ def iw_scores(model, x_uint8, y, cfg: EvalConfig, lik: dict, generator, progress
                   -log_px.double().mean(0), losses.effective_sample_size(log_w))
         for k, v in zip(keys, values):
             out[k].append(v.cpu())
+        bar.update(len(x))
+    bar.close()
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -240,7 +242,7 @@ def iw_section(job: Job, progress: bool = False) -> dict:
 
 def classifier_section(job: Job) -> dict:
     """k-NN and logistic regression on the encoder means, training split -> test split."""
-    from vaelab import plots
+    from vaelab import charts
     train_x = binarized_set(job.data.train_x, job.mode, "train", job.cfg.seed)
     train_z, _ = encode_set(job.model, train_x, job.data.train_y)
     test_z, _ = encode_set(job.model, job.test_x, job.data.test_y)
@@ -248,27 +250,23 @@ def classifier_section(job: Job) -> dict:
                              job.data.test_y.numpy(), job.cfg.knn)
     titles = {f"{job.cfg.knn}-NN: {out['knn']['accuracy']:.1%}": out["knn"]["confusion"],
               f"logistic regression: {out['logistic']['accuracy']:.1%}": out["logistic"]["confusion"]}
-    job.save_figure("eval_confusion", plots.confusion_figure(titles, job.data.classes),
+    job.save_figure("eval_confusion", charts.confusion_figure(titles, job.data.classes),
                     f"Test confusion matrices of classifiers fitted to the {len(train_z):,} training encoder "
                     f"means (latent size {train_z.shape[1]}); rows are the true classes, shading their share.")
     return {"features": "encoder means", "train_images": len(train_z), "chance": 1 / len(job.data.classes), **out}
 
 
 def cvae_section(job: Job) -> dict:
-    """The CVAE as a classifier, and its label-swap figure."""
-    from vaelab import plots
-    from vaelab.images import image_grid
+    """The CVAE as a classifier (its label swap is the report's figure)."""
+    from vaelab import charts
     pick = job.subset()
     out = cvae_classifier(job.model, job.test_x[pick], job.data.test_y[pick], job.cfg, job.lik, job.generator)
     k, s = len(job.data.classes), job.cfg.classify_samples
     titles = {f"argmax L_{s}: {out['iw']['accuracy']:.1%}": out["iw"]["confusion"],
               f"argmax ELBO ({s} samples): {out['elbo']['accuracy']:.1%}": out["elbo"]["confusion"]}
-    job.save_figure("eval_cvae_confusion", plots.confusion_figure(titles, job.data.classes),
+    job.save_figure("eval_cvae_confusion", charts.confusion_figure(titles, job.data.classes),
                     f"The CVAE as a classifier on {len(pick):,} test images: the label c with the highest "
                     f"bound on log p(x|c) (Bayes rule, uniform prior), by L_{s} and by the ELBO.")
-    job.save_figure("eval_label_swap", image_grid(latent.label_swap(job.model, job.test_x, job.data.test_y), ncol=k + 1),
-                    f"Label swap: the first test image of each class (first column), then the same z (its encoder "
-                    f"mean, encoded with its own label) decoded under labels 0 to {k - 1}: the style stays, the content changes.")
     return {"chance": 1 / k, **out}
 
 

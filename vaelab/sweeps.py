@@ -51,7 +51,7 @@ def run_name(name: str, value) -> str:
 
 def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bool) -> Path:
     """Train the run, keep it if it is already finished with these settings, or resume it."""
-    from vaelab.train import resume, train
+    from vaelab.training import resume, train
     if overwrite or not (run_dir / runs.CONFIG).is_file():
         return train(cfg, options, out=str(run_dir), overwrite=overwrite, progress=False)
     saved = runs.read_config(run_dir)
@@ -67,7 +67,7 @@ def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bo
 
 def sweep_row(run_dir: Path, value, iw_samples: int = 0, iw_images: int | None = None) -> dict:
     """The table row of one finished run: its last epoch's test scores, active units and L_K."""
-    from vaelab.evaluate import EvalConfig, elbo_section, iw_section, open_job
+    from vaelab.evaluation import EvalConfig, elbo_section, iw_section, open_job
     rows, config = runs.read_metrics(run_dir), runs.read_config(run_dir)
     job = open_job(run_dir, EvalConfig(iw_samples=max(iw_samples, 1), iw_images=iw_images, quality_samples=0))
     _, latent = elbo_section(job)
@@ -140,5 +140,5 @@ def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
 
 def write_figure(out: Path, name: str, rows: list[dict], title: str = "") -> None:
     """SWEEP/sweep.png: reconstruction, KL and -ELBO against the swept value."""
-    from vaelab.plots import sweep_figure  # matplotlib: only when a sweep ends
+    from vaelab.charts import sweep_figure  # matplotlib: only when a sweep ends
     sweep_figure(name, rows, title).savefig(out / "sweep.png", dpi=100)

@@ -33,9 +33,10 @@ COLUMNS = (("run", "run"), ("model", "model"), ("dataset", "data set"), ("latent
            ("test_total", "test loss"), ("test_recon", "test recon"), ("test_kl", "test KL"),
            ("test_elbo", "test ELBO"), ("seconds", "s / epoch"), ("prior_mmd", "q(z) MMD to prior"),
            ("active_units", "active units"), ("frechet_distance", "sample Fréchet"),
-           ("mean_confidence", "sample confidence"), ("balance", "class balance"), ("device", "device"))
+           ("mean_confidence", "sample confidence"), ("balance", "class balance"), ("device", "device"),
+           ("objective", "objective"))
 FORMATS = {"prior_mmd": "{:.4f}", "balance": "{:.3f}", "mean_confidence": "{:.1%}"}
-TEXT_COLUMNS = ("run", "model", "dataset", "device")
+TEXT_COLUMNS = ("run", "model", "dataset", "device", "objective")
 MMD_POINTS = 2000  # test codes (and prior draws) in the q(z)-to-prior MMD
 
 
@@ -72,13 +73,21 @@ def run_summary(run_dir, name: str | None = None) -> dict:
     return {"run": name or run_dir.name, "model": config["model"], "dataset": config["data"]["name"],
             "latent_dim": config["model_config"]["latent_dim"], "params": sum(config["params"].values()),
             "epochs": last["epoch"], **{k: last[k] for k in ("train_total", "test_total", "test_recon", "test_kl", "test_elbo")},
-            "seconds": sum(r["seconds"] for r in rows) / len(rows), "device": config.get("device", "")}
+            "seconds": sum(r["seconds"] for r in rows) / len(rows), "device": config.get("device", ""),
+            "objective": objective(config["train"])}
+
+
+def objective(train: dict) -> str:
+    """What a run minimised, in words: "ELBO" (β = 1), "β-VAE, β = 4", "MMD × 1000"."""
+    if train.get("objective") == "mmd":
+        return f"MMD × {train['mmd_weight']:g}"
+    return "ELBO" if train.get("beta", 1.0) == 1.0 else f"β-VAE, β = {train['beta']:g}"
 
 
 def latent_summary(run, seed: int = 0) -> dict:
     """How the run's test codes sit against the prior: MMD of MMD_POINTS sampled z to as many
     N(0, I) draws (0 when q(z) = p(z); kernel of the MMD objective), and the active units."""
-    from vaelab.evaluate import latent_stats
+    from vaelab.evaluation import latent_stats
     from vaelab.losses import mmd
     z = torch.from_numpy(latent.reparameterized(run.mu, run.logvar, seed)).double()
     g = torch.Generator().manual_seed(seed)
@@ -120,14 +129,15 @@ def run_names(run_dirs) -> list[str]:
 
 
 def manifold_tiles(run, grid: int = 15, label: int = 4):
-    """A run's manifold grid over its data range (figure 4; a CVAE's with `label`, figure 6)."""
+    """(tiles, bounds, n, plane) of a run's manifold grid over its data range (figure 4; a CVAE's
+    with `label`, figure 6)."""
     plane = latent.latent_plane(run.mu)
     bounds = latent.latent_range(plane.coords(run.mu))
     classes = run.model.config.num_classes
     conditional = classes > 0
     if conditional and not 0 <= label < classes:
         raise VaelabError(f"--label {label} is not a class of {run.dir}: use 0..{classes - 1}")
-    return latent.decode_grid(run.model, plane, bounds, grid, label if conditional else None)
+    return latent.decode_grid(run.model, plane, bounds, grid, label if conditional else None), bounds, grid, plane
 
 
 def compare_runs(run_dirs, out_dir, settings: CompareSettings | None = None, **changes) -> Path:
@@ -152,16 +162,16 @@ def compare_runs(run_dirs, out_dir, settings: CompareSettings | None = None, **c
 def save_figures(summaries: list[dict], loaded: list, out: Path, grid: int, label: int) -> list[str]:
     """The comparison's figures in OUT (a scatter and a grid need a latent size of 2 or more, the
     scatters one data set); returns the names written, stale ones from an earlier call removed."""
-    from vaelab import plots  # matplotlib: only when a comparison is made
-    figures = {"curves": plots.compare_curves({s["run"]: run.rows for s, run in zip(summaries, loaded)}),
-               "samples": plots.side_by_side({f"{s['run']} ({s['model']})": sample_tiles(run)
+    from vaelab import charts  # matplotlib: only when a comparison is made
+    figures = {"curves": charts.compare_curves({s["run"]: run.rows for s, run in zip(summaries, loaded)}),
+               "samples": charts.side_by_side({f"{s['run']} ({s['model']})": sample_tiles(run)
                                               for s, run in zip(summaries, loaded)})}
     planar = [(s, run) for s, run in zip(summaries, loaded) if s["latent_dim"] >= 2]
     if planar and len({s["dataset"] for s, _ in planar}) == 1:
-        figures["scatters"] = plots.scatter_panels({f"{s['run']} ({s['model']})": scatter_points(run) for s, run in planar},
+        figures["scatters"] = charts.scatter_panels({f"{s['run']} ({s['model']})": scatter_points(run) for s, run in planar},
                                                    planar[0][1].data.classes)
     if planar:
-        figures["manifolds"] = plots.side_by_side({f"{s['run']} ({s['model']})": manifold_tiles(run, grid, label)
+        figures["manifolds"] = charts.manifold_panels({f"{s['run']} ({s['model']})": manifold_tiles(run, grid, label)
                                                    for s, run in planar})
     for name in ("curves", "scatters", "samples", "manifolds"):
         (out / f"{name}.png").unlink(missing_ok=True)
@@ -210,10 +220,10 @@ def compare_page(summaries: list[dict], shown: list[str], grid: int, label: int,
             f"draws (0 when the codes follow the prior); a unit is active when its encoder mean varies by more "
             f"than 0.01 over the test set. {html.escape(quality)}</p>")
     body += "".join(figure(f"{name}.png", captions[name], name) for name in shown)
-    return page("vaelab comparison", body)
+    return page("vaelab comparison", body, wide=True)
 
 
 def _manifold_note(grid: int, label: int) -> str:
     return (f"Each run's {grid}×{grid} manifold grid over the min/max of its own test encoder means "
             f"(a latent above 2-D in the plane of its two leading principal directions; a conditional "
-            f"model decoded with label {label}).")
+            f"model decoded with label {label}); the ticks give the z values.")
