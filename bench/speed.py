@@ -43,7 +43,7 @@ def vaelab_epochs(model: str, data, dataset: str, epochs: int, batch: int, mode:
                           speed=speed, precision=precision or "fp32")
         train(cfg, out=out, overwrite=True, progress=False)
         rows = read_metrics(out)
-    images = len(data.train_x) // batch * batch  # the last partial batch is dropped
+    images = -(-len(data.train_x) // batch) * batch  # whole batches, the last one made up
     train_seconds = [images / r["images_per_second"] for r in rows]
     return {"epochs": train_seconds, "eval": statistics.median(r["seconds"] - t for r, t in zip(rows, train_seconds)),
             "elbo": rows[-1]["test_elbo"], "images": images}

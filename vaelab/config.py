@@ -24,8 +24,8 @@ class TrainConfig:
     epochs: int = opt(10, "passes over the training set", min=1)
     batch_size: int = opt(128, "images per optimisation step", min=1)
     lr: float = opt(1e-3, "Adam learning rate", above=0.0)
-    lr_warmup: int = opt(100, "steps (at most one epoch) over which the learning rate rises linearly to --lr "
-                               "(0: none); keeps Adam's first steps from killing the conv encoder's small ReLU layer", min=0)
+    lr_warmup: int = opt(0, "steps (at most one epoch) over which the learning rate rises linearly to --lr "
+                             "(0: none); 100 can help the conv models at small batches", min=0)
     beta: float = opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
     kl_warmup: float = opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
     objective: str = opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)

@@ -39,11 +39,11 @@ def curves(run):
 
 def seconds(run):
     t = run.config["train"]
-    images = run.config["data"]["train_size"] // t["batch_size"] * t["batch_size"]
+    images = -(-run.config["data"]["train_size"] // t["batch_size"]) * t["batch_size"]  # whole batches (training.py)
     times = [r["seconds"] for r in run.rows]
     return (plots.epoch_seconds(run.rows, images),
-            f"Seconds per epoch on {run.config['device']}: training {images:,} images (the last partial batch is "
-            f"dropped) and evaluating the test split; from {min(times):.1f} to {max(times):.1f} s, mean "
+            f"Seconds per epoch on {run.config['device']}: training {images:,} images (the last batch made up "
+            f"with the epoch's first images) and evaluating the test split; from {min(times):.1f} to {max(times):.1f} s, mean "
             f"{sum(times) / len(times):.1f} s.")
 
 

@@ -3,8 +3,9 @@
 Data live on the training device as uint8 tensors; each epoch draws a permutation from an
 explicit generator, slices batches by index and converts them to float there. The step
 (forward, loss, backward, Adam) has static shapes and no host synchronisation, so it can be
-captured whole in a CUDA graph; the last partial batch of an epoch is dropped for that reason
-(the permutation changes every epoch, so every image is still used).
+captured whole in a CUDA graph. Every batch is therefore whole: the last one of an epoch is made
+up with the epoch's first images, so an epoch takes as many steps as a DataLoader that keeps its
+partial batch.
 """
 import signal
 import threading
@@ -62,10 +63,14 @@ def learning_rate(cfg: TrainConfig, done: int, steps: int) -> float:
 
     Adam's first updates move every weight by about lr whatever the gradient's size, and the conv
     encoder's Dense 14 ReLU layer sums 3,136 non-negative inputs, so a few such steps can push all
-    its units below zero for good. Measured with the conv model: on Fashion-MNIST at batch 128 the
-    Dense layer died (posterior collapsed) for 2 of 8 seeds without warm-up and for none with
-    100 warm-up steps; on mnist-sample at batch 32 (2 epochs) 1 of 8 collapsed without, none with.
-    Capped at one epoch so that a short run on a small data set is not spent warming up."""
+    its units below zero for good. While the decoder was Glorot-initialised too, that collapsed the
+    posterior without warm-up for 2 of 8 seeds on Fashion-MNIST at batch 128 and 1 of 8 on
+    mnist-sample at batch 32, and 100 steps prevented it. With the decoder's PyTorch default
+    (models/common.py) none of 8 collapsed on either without warm-up, so it is off by default: on
+    mnist-sample at batch 128, a warm-up of one epoch (31 steps) cost 18 nats of test ELBO after
+    2 epochs for conv and 10 for mlp. At batch 32, 100 steps still help conv (2 epochs on the
+    sample, 8 seeds: 189 nats against 196). Capped at one epoch so that a short run on a small
+    data set is not spent warming up."""
     warm = warmup_steps(cfg, steps)
     return cfg.lr * min(1.0, (done + 1) / warm) if warm else cfg.lr
 
@@ -284,9 +289,9 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
     test_x, test_y = binarized_set(data.test_x, cfg.binarize, "test", cfg.seed).to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
-    steps = len(train_x) // cfg.batch_size
+    steps = -(-len(train_x) // cfg.batch_size)  # ceil: dropping the partial batch cost mnist-sample 3% of its steps
     latent_dim = model.config.latent_dim
-    if steps == 0:
+    if cfg.batch_size > len(train_x):
         raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
     step = speed.Stepper(partial(train_step, cfg=cfg), how, trained, optimizer, cfg.precision)
 
@@ -301,6 +306,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
         order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
         perm = torch.randperm(len(train_x), generator=order).to(device)
+        perm = torch.cat([perm, perm[:steps * cfg.batch_size - len(perm)]])  # whole batches: static shapes
         first = position["step"] if epoch == position["epoch"] + 1 else 0
         sums = torch.tensor(position["sums"] if first else [0.0] * 3, device=device)
         started = time.perf_counter() - (position["seconds"] if first else 0.0)

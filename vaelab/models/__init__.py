@@ -84,7 +84,7 @@ def build_model(name: str, config) -> nn.Module:
     if not isinstance(config, config_cls):
         raise VaelabError(f"model '{name}' needs a {config_cls.__name__}, not {type(config).__name__}")
     model = VAE(config, encoder_cls(config), decoder_cls(config))
-    init_like_keras(model)
+    init_like_keras(model.encoder)  # the decoder keeps PyTorch's default: see init_like_keras
     return model
 
 

@@ -93,15 +93,25 @@ def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tenso
     return F.one_hot(y, num_classes).float()
 
 
-def init_like_keras(model: nn.Module) -> None:
-    """Glorot-uniform weights and zero biases, as in the Keras models the assignments use.
+def init_like_keras(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases, as in the Keras models the assignments use. The
+    models give it their encoder only; the decoder keeps PyTorch's default (weights and biases
+    uniform in +-1/sqrt(fan_in)).
 
-    PyTorch's default (Kaiming-uniform with a = sqrt(5), random biases) leaves the conv model's
-    14-unit ReLU layer prone to dying in the first Adam steps, and with it the latent code
-    (KL -> 0): on the 4,000-digit sample, 3 of 4 seeds collapsed with the default and none
-    with this.
+    Encoder: from PyTorch's default the conv model's 14-unit ReLU layer dies more often in the
+    first Adam steps, and with it the latent code (KL -> 0). Measured (conv, mnist-sample, batch
+    32, 2 epochs, 8 seeds, no lr warm-up): PyTorch's default everywhere, 1 collapsed and 1 more
+    ended with KL < 0.2; Glorot on the encoder, none (and none of 8 on Fashion-MNIST at batch 128).
+
+    Decoder: its first layer reads z, two numbers of about unit size. Zero biases put every ReLU
+    unit's kink through z = 0, and Glorot's weights are small there (+-0.11 for 2 -> 512, +-0.04
+    for 2 -> 3,136), so the decoder starts out telling codes apart by little but their direction
+    and Adam needs hundreds of steps to move the biases out. Measured (mlp, Fashion-MNIST, test
+    -ELBO after 2 epochs, with the 100-step lr warm-up of the time, 3 seeds): Glorot everywhere
+    276.9 nats; PyTorch's default on that one layer 272.0, on its biases alone 273.3, on any other
+    layer instead no gain. Now (no warm-up, 6 seeds): 271.6 +- 0.8; a plain PyTorch loop 271.8 +- 0.4.
     """
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
