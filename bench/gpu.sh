@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Everything vaelab checks on a GPU, in one command that fits in 10 minutes on one H100:
+#   1. the tests that exercise CUDA (every tests/ file that mentions it; tests/test_speed.py today),
+#      failing if any of them is skipped for want of a GPU;
+#   2. bench/quality.py's short form on the GPU (mlp and conv, Fashion-MNIST, seed 0, 2 and 10 epochs);
+#   3. bench/speed.py: plain, eager, graph, compile and graph:bf16 at batch 128 and 1024 for mlp and conv,
+#      given the time that is left (its rows are written as they finish).
+# Needs only PyTorch (with CUDA), NumPy, matplotlib, scikit-learn, safetensors, tqdm and pytest;
+# runs from the source tree with PYTHONPATH=. and reaches no network (mnist-sample is bundled;
+# Fashion-MNIST must be on the machine, else the steps that need it say so and the others run).
+#
+#   bash bench/gpu.sh [RESULTS_DIR]      (default bench/gpu-results/)
+#
+# RESULTS_DIR gets machine.txt, one NAME.txt per step with its whole output, and summary.txt
+# with each step's exit status and seconds. Exits 0 when every step passed, 1 when one failed,
+# 2 (running nothing) when PyTorch sees no CUDA GPU.
+set -u
+cd "$(dirname "$0")/.."
+out=${1:-bench/gpu-results}
+budget=570  # seconds for the whole script; each step gets a share, speed.py what is left
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+
+if ! python3 -c 'import torch; assert torch.cuda.is_available()' >/dev/null 2>&1; then
+    echo "bench/gpu.sh: PyTorch sees no CUDA GPU on this machine ($(python3 -c 'import torch; print("torch", torch.__version__)' 2>&1 | tail -1)); nothing was run. Run it on a machine with an NVIDIA GPU and a CUDA build of PyTorch." >&2
+    exit 2
+fi
+
+mkdir -p "$out"
+: >"$out/summary.txt"
+failed=0
+step() {  # step NAME SECONDS COMMAND...: output to $out/NAME.txt, a line to summary.txt
+    local name=$1 limit=$2 start=$SECONDS rc
+    shift 2
+    echo "== $name (at most $limit s): $*" | tee -a "$out/summary.txt"
+    timeout --kill-after=10 "$limit" "$@" >"$out/$name.txt" 2>&1
+    rc=$?
+    [ "$rc" -eq 124 ] && echo "(stopped after $limit s)" >>"$out/$name.txt"
+    echo "$name: exit $rc, $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+    [ "$rc" -eq 0 ] || failed=1
+}
+
+{
+    date -u +"%Y-%m-%d %H:%M UTC"
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    python3 -c 'import platform, torch, numpy; print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), numpy {numpy.__version__}"); print("gpu:", torch.cuda.get_device_name(0))'
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "(no nvidia-smi)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+} >"$out/machine.txt" 2>&1
+
+cuda_tests=$(grep -l -i cuda tests/test_*.py | tr '\n' ' ')
+step cuda-tests 200 python3 -m pytest -q -rs $cuda_tests
+if grep -q "SKIPPED.*CUDA" "$out/cuda-tests.txt"; then
+    echo "cuda-tests: some CUDA tests were skipped on a machine with a GPU (see cuda-tests.txt)" | tee -a "$out/summary.txt"
+    failed=1
+fi
+
+step quality 200 python3 bench/quality.py --models mlp,conv --datasets fashion-mnist --epochs 2,10 --seeds 0 \
+    --device cuda --threads 0
+
+left=$((budget - SECONDS))
+if [ "$left" -gt 30 ]; then
+    step speed "$left" python3 bench/speed.py --models mlp,conv --batches 128,1024 \
+        --modes plain,eager,graph,compile,graph:bf16 --epochs 3 --device cuda
+else
+    echo "speed: not run, $left s left of $budget" | tee -a "$out/summary.txt"
+    failed=1
+fi
+
+echo "results in $out/ ($SECONDS s in all)"
+exit "$failed"
