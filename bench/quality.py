@@ -257,8 +257,11 @@ def machine(device) -> str:
     where = f"{cpu}, {len(os.sched_getaffinity(0))} cores, torch threads {torch.get_num_threads()}"
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}; host {where}"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:  # no git on this machine
+        commit = "unknown"
     return (f"machine: {where}\nversions: python {platform.python_version()}, torch {torch.__version__}, "
             f"numpy {np.__version__}; vaelab commit {commit}")
 

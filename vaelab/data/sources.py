@@ -17,8 +17,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
-import requests
 
 from vaelab.data.formats import CIFAR_FOLDER, CIFAR_TRAIN
 from vaelab.errors import DataFormatError, VaelabError
@@ -91,6 +89,10 @@ def get_spec(name: str) -> DatasetSpec:
 
 def cache_dir(name: str) -> Path:
     """Where downloads of data set `name` go (read at call time, so XDG_CACHE_HOME applies)."""
+    try:
+        import pooch  # needed only to download: a machine without it still reads local copies
+    except ImportError:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaelab" / name
     return Path(pooch.os_cache("vaelab")) / name
 
 
@@ -160,6 +162,7 @@ def partial_note(spec: DatasetSpec, folder: Path) -> str:
 # ---- downloading -----------------------------------------------------------------------------
 
 def why_failed(error: Exception) -> str:
+    import requests
     if isinstance(error, requests.HTTPError):
         return f"HTTP {error.response.status_code}"
     if isinstance(error, requests.Timeout):
@@ -177,6 +180,8 @@ def fetch(name: str, sha256: str, dest: Path, mirrors, progress: bool) -> list[s
     """
     if not mirrors:
         return [f"{name}: no mirror to download it from"]
+    import pooch
+    import requests
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
