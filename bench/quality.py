@@ -7,7 +7,7 @@ The plain loop is the one a course notebook writes: a DataLoader over a TensorDa
 images (shuffled, last partial batch kept), the network built here in plain PyTorch with
 PyTorch's default initialisation, sigmoid then binary cross-entropy (summed over pixels,
 averaged over the batch) plus the analytic KL, Adam at lr 1e-3, no warm-up. vaelab's contender
-is `vaelab.train.train` with vaelab's defaults (only model, data set, seed, batch size and
+is `vaelab.training.train` with vaelab's defaults (only model, data set, seed, batch size and
 device are set). The networks have the same layers and parameter counts (checked at start).
 
 Both contenders run for the largest --epochs, alternating epoch by epoch. vaelab trains one
@@ -44,7 +44,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.models import build_model, make_config
 from vaelab.runs import load_model, read_metrics
-from vaelab.train import resume, train
+from vaelab.training import resume, train
 
 SCORE_SEED = 20_240_601  # the scorer's eps, apart from every training seed
 UNUSED_KL = 0.05  # nats per image: below this the decoder gets next to nothing from z

@@ -15,7 +15,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.models import build_model, make_config
 from vaelab.runs import load_model
-from vaelab.train import evaluate, train
+from vaelab.training import evaluate, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
