@@ -18,6 +18,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "load_dataset": "vaelab.data", "build_model": "vaelab.models", "make_config": "vaelab.models",
     "MODELS": "vaelab.models", "VAE": "vaelab.models.common", "ModelConfig": "vaelab.models.common",
     "TrainConfig": "vaelab.config", "VaelabError": "vaelab.errors",
+    "Callback": "vaelab.callbacks", "TensorBoard": "vaelab.callbacks", "export": "vaelab.api",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -167,18 +167,24 @@ class Run:
         from vaelab.report import make_report
         return make_report(self.dir, **settings)
 
-    def resume(self, progress: bool = True, **overrides) -> "Run":
+    def resume(self, progress: bool = True, callbacks=(), **overrides) -> "Run":
         """Continue training (epochs=, lr=, clip_grad=, speed= may change); returns the run."""
-        return resume(self, progress=progress, **overrides)
+        return resume(self, progress=progress, callbacks=callbacks, **overrides)
+
+    def export(self, format: str = "onnx", part: str = "both") -> list:
+        """The decoder and/or encoder as ONNX or TorchScript files in RUN/export/ (vaelab/export.py)."""
+        from vaelab.export import export_run
+        return export_run(self.dir, format, part)
 
 
 # ---- functions -------------------------------------------------------------------------------------
 
 def train(model="conv", dataset: str = "mnist", *, out=None, overwrite: bool = False, progress: bool = True,
-          **settings) -> Run:
+          callbacks=(), **settings) -> Run:
     """Train and return the run. `model`: a preset name (vaelab.MODELS) or a module of your own
     that follows the model interface; `settings`: TrainConfig fields (epochs=, batch_size=, lr=,
-    beta=, seed=, ...) and model options (latent_dim=, hidden_dim=, ...)."""
+    beta=, seed=, ...) and model options (latent_dim=, hidden_dim=, ...); `callbacks`:
+    vaelab.Callback objects (vaelab.TensorBoard(), your own)."""
     from vaelab.training import train as train_run
     own = not isinstance(model, str)
     names = {f.name for f in fields(TrainConfig)}
@@ -190,18 +196,18 @@ def train(model="conv", dataset: str = "mnist", *, out=None, overwrite: bool = F
     call = ", ".join([f"model={model!r}" if not own else f"model={type(model).__name__}(...)", f"dataset={dataset!r}",
                       *(f"{k}={v!r}" for k, v in settings.items())])
     folder = train_run(cfg, options, out=out, overwrite=overwrite, progress=progress,
-                       model=model if own else None, command=f"vaelab.train({call})")
+                       model=model if own else None, command=f"vaelab.train({call})", callbacks=callbacks)
     return load(folder, model=model if own else None)
 
 
-def resume(run, progress: bool = True, model=None, **overrides) -> Run:
+def resume(run, progress: bool = True, model=None, callbacks=(), **overrides) -> Run:
     """Continue a run (a Run or its folder) from its last checkpoint; `overrides` may set epochs,
     lr, clip_grad and speed (nothing else of a run changes when it continues)."""
     from vaelab.training import resume as resume_run
     if isinstance(run, Run):
         model = model or (run.model if run.config["model"] == custom.NAME else None)
         run = run.dir
-    return load(resume_run(run, progress=progress, model=model, **overrides), model=model)
+    return load(resume_run(run, progress=progress, model=model, callbacks=callbacks, **overrides), model=model)
 
 
 def load(folder, model=None, device: str = "cpu") -> Run:
@@ -222,6 +228,12 @@ def compare(runs, out, **settings) -> Path:
     fields as keywords, e.g. quality_samples=0)."""
     from vaelab.comparison import compare_runs
     return compare_runs([r.dir if isinstance(r, Run) else r for r in runs], out, **settings)
+
+
+def export(run, format: str = "onnx", part: str = "both") -> list:
+    """A run's (a Run or its folder) decoder and/or encoder as ONNX or TorchScript files in RUN/export/."""
+    from vaelab.export import export_run
+    return export_run(run.dir if isinstance(run, Run) else run, format, part)
 
 
 def sweep(name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-sample", **settings) -> Path:

@@ -100,6 +100,8 @@ def add_train_parser(sub) -> None:
                                                    f"{may_change} may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html at the end")
+    p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard/: scalars per step and "
+                   "epoch, reconstructions, and the test codes in the embedding projector (pip install tensorboard)")
     p.add_argument("--nproc", type=positive_int, help="train with N processes on this machine via torch.distributed "
                    "(same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays the global batch)")
     p.set_defaults(handler=cmd_train)
@@ -107,19 +109,21 @@ def add_train_parser(sub) -> None:
 
 def cmd_train(args) -> int | None:
     from vaelab import distributed
+    from vaelab.callbacks import TensorBoard
     from vaelab.training import resume, train
     if args.nproc and not distributed.launched():
         return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
     try:
+        callbacks = [TensorBoard()] if args.tensorboard else []
         if args.resume:
             given = {k: getattr(args, k) for k in RESUME_OVERRIDES if flags.flag_name(k) in args.flags_given}
-            run_dir = resume(args.resume, progress=not args.no_progress, **given)
+            run_dir = resume(args.resume, progress=not args.no_progress, callbacks=callbacks, **given)
         else:
             if args.config:
                 take_saved_settings(args, args.config)
             cfg = flags.from_args(TrainConfig, args)
             run_dir = train(cfg, flags.model_options(args), out=args.out, overwrite=args.overwrite,
-                            progress=not args.no_progress, command=["vaelab", *args.argv])
+                            progress=not args.no_progress, command=["vaelab", *args.argv], callbacks=callbacks)
     finally:
         distributed.teardown()
     if os.environ.get("RANK", "0") != "0":
@@ -279,6 +283,25 @@ def cmd_sweep(args) -> None:
     print(f"wrote {folder / 'sweep.md'}, sweep.csv, sweep.json and sweep.png")
 
 
+# ---- export -------------------------------------------------------------------------------------
+
+def add_export_parser(sub) -> None:
+    from vaelab.export import FORMATS, PARTS
+    p = sub.add_parser("export", help="write a run's decoder and encoder as ONNX or TorchScript files that run without vaelab")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (onnxruntime, browsers) or torchscript "
+                                                                     "(torch.jit.load) (default: onnx)")
+    p.add_argument("--part", choices=PARTS, default="both", help="which half (default: both)")
+    p.add_argument("--out", help="folder for the files (default: RUN/export)")
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args) -> None:
+    from vaelab.export import export_run
+    for path in export_run(args.run, args.format, args.part, args.out):
+        print(f"wrote {path}")
+
+
 # ---- serve ---------------------------------------------------------------------------------------
 
 def add_serve_parser(sub) -> None:
@@ -297,7 +320,8 @@ def cmd_serve(args) -> None:
 # ---- the command ---------------------------------------------------------------------------------
 
 SUBCOMMANDS = (add_data_parser, add_summary_parser, add_train_parser, add_sample_parser, add_report_parser,
-               add_compare_parser, add_serve_parser, add_evaluate_parser, add_sweep_parser, add_demo_parser)
+               add_compare_parser, add_serve_parser, add_evaluate_parser, add_sweep_parser, add_export_parser,
+               add_demo_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,10 +158,11 @@ def set_rng_state(state: dict, generator: torch.Generator, device) -> None:
 
 def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | None = None,
           overwrite: bool = False, progress: bool = True, model: torch.nn.Module | None = None,
-          command=None) -> Path:
+          command=None, callbacks=()) -> Path:
     """Train a new model and write its run folder; returns the folder. `model` is a module of your
     own that follows the model interface (then cfg.model is "custom"); `command`, what config.json
-    records as the command that started the run (default: this process's command line)."""
+    records as the command that started the run (default: this process's command line); `callbacks`,
+    vaelab.callbacks.Callback objects told of each step, epoch and the end."""
     with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
         ranks, device = distributed.setup(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)
@@ -173,7 +174,7 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
             run_dir = runs.new_run_dir(cfg.model, cfg.dataset, out, overwrite)
             runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world, command))
         run_dir = Path(distributed.share(str(run_dir), ranks))
-        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress)
+        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, callbacks=callbacks)
 
 
 def new_model(cfg: TrainConfig, model_options: dict | None, data: ImageData, model=None) -> torch.nn.Module:
@@ -193,7 +194,8 @@ def new_model(cfg: TrainConfig, model_options: dict | None, data: ImageData, mod
     return build_model(cfg.model, config)
 
 
-def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | None = None, **overrides) -> Path:
+def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | None = None, callbacks=(),
+           **overrides) -> Path:
     """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
     learning rate or gradient clipping (e.g. after a divergence). `model`: a module of your own to
     continue, when its classes cannot be imported (vaelab/models/custom.py)."""
@@ -216,7 +218,7 @@ def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | 
         torch.manual_seed(cfg.seed)
         data = load_dataset(cfg.dataset, cfg.data_dir)
         model = (runs.rebuild(saved) if model is None else model).to(device)
-        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True)
+        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True, callbacks=callbacks)
 
 
 class Interrupted(VaelabError):
@@ -266,7 +268,7 @@ def match_layouts(optimizer) -> None:
 
 
 def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals",
-        ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False) -> Path:
+        ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False, callbacks=()) -> Path:
     """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
 
     SIGINT/SIGTERM finish the current step, write a checkpoint and raise Interrupted; a
@@ -294,6 +296,9 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     if cfg.batch_size > len(train_x):
         raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
     step = speed.Stepper(partial(train_step, cfg=cfg), how, trained, optimizer, cfg.precision)
+    callbacks = callbacks if ranks.main else ()  # the process that writes the run folder tells
+    for callback in callbacks:
+        callback.on_train_begin(run_dir)
 
     def checkpoint(epochs_done, step, sums, seconds, order_state):
         sums = sum_all(sums, ranks) / ranks.world  # every rank resumes from the mean partial sums
@@ -328,6 +333,7 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
                     f"learning rate (now {cfg.lr}) or gradient clipping from there: vaelab train --resume "
                     f"{run_dir} --lr {cfg.lr / 10:g} --clip-grad 10; or train again with --kl-warmup 1")
             sums += loss
+            tell_step(callbacks, done + 1, loss, optimizer, beta, epoch)
             bar.update(cfg.batch_size)
             if i % 25 == 24:
                 bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
@@ -364,9 +370,24 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
               f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
               f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)
+        for callback in callbacks:
+            callback.on_epoch_end(row, run_dir)
         if epoch == cfg.epochs and (notice := collapse_notice(row, cfg, run_dir)):
             print(notice, flush=True)
+    for callback in callbacks:
+        callback.on_train_end(run_dir)
     return run_dir
+
+
+def tell_step(callbacks, step: int, loss: torch.Tensor, optimizer, beta, epoch: int) -> None:
+    """on_step of the callbacks whose step_every divides `step` (one wait for the device then)."""
+    due = [c for c in callbacks if step % c.step_every == 0]
+    if due:
+        total, recon, kl = loss.tolist()
+        values = {"loss": total, "recon": recon, "kl": kl, "lr": optimizer.param_groups[0]["lr"],
+                  "beta": float(beta), "epoch": epoch}
+        for callback in due:
+            callback.on_step(step, values)
 
 
 COLLAPSED_KL = 0.05  # nats per image: below this the code tells the decoder next to nothing

@@ -1,0 +1,167 @@
+"""What practitioners expect: callbacks, TensorBoard with the embedding projector, exported models
+that run without vaelab, weights loadable in plain PyTorch, and packaging that says what it needs."""
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+from vaelab.runs import load_model, read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Record(vaelab.Callback):
+    step_every = 7
+
+    def __init__(self):
+        self.steps, self.rows, self.ended = [], [], 0
+
+    def on_step(self, step, values):
+        self.steps.append((step, values))
+
+    def on_epoch_end(self, row, run_dir):
+        self.rows.append(row)
+
+    def on_train_end(self, run_dir):
+        self.ended += 1
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A 2-epoch mlp run on the sample with a recording callback and TensorBoard."""
+    record = Record()
+    run = vaelab.train(model="mlp", dataset="mnist-sample", epochs=2, batch_size=100, out=tmp_path_factory.mktemp("tb") / "run",
+                       progress=False, callbacks=[record, vaelab.TensorBoard(step_every=10)])
+    return run, record
+
+
+def test_callbacks_hear_every_nth_step_every_epoch_and_the_end(logged):
+    run, record = logged
+    assert [s for s, _ in record.steps] == list(range(7, 81, 7))  # 40 steps an epoch, 2 epochs
+    assert set(record.steps[0][1]) == {"loss", "recon", "kl", "lr", "beta", "epoch"}
+    assert record.steps[0][1]["loss"] == pytest.approx(record.steps[0][1]["recon"] + record.steps[0][1]["kl"], rel=1e-5)
+    assert record.rows == read_metrics(run.dir) and record.ended == 1
+
+
+def test_tensorboard_holds_scalars_images_and_the_projector(logged):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run, _ = logged
+    events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("step/loss")] == list(range(10, 81, 10))
+    assert [e.step for e in events.Scalars("step/lr")] == list(range(10, 81, 10))
+    elbo = [e.value for e in events.Scalars("epoch/test_elbo")]
+    assert elbo == pytest.approx([r["test_elbo"] for r in read_metrics(run.dir)])
+    assert len(events.Images("reconstructions (test images above)")) == 2
+    config = (run.dir / "tensorboard" / "projector_config.pbtxt").read_text()
+    folder = run.dir / "tensorboard" / re.search(r'tensor_path: "(.*?)/tensors.tsv"', config).group(1)
+    codes = np.loadtxt(folder / "tensors.tsv", delimiter="\t")
+    assert codes.shape == (1000, 2)  # every test image of the sample, its encoder mean
+    np.testing.assert_allclose(codes, run.codes[0], atol=1e-4)
+    labels = (folder / "metadata.tsv").read_text().split()
+    assert labels == [str(k) for k in run.data.test_y.tolist()] and (folder / "sprite.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def cvae(tmp_path_factory):
+    return vaelab.train(model="cvae", dataset="mnist-sample", epochs=1, batch_size=100,
+                        out=tmp_path_factory.mktemp("export") / "cvae", progress=False)
+
+
+def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae):
+    ort = pytest.importorskip("onnxruntime")
+    result = subprocess.run([sys.executable, "-m", "vaelab", "export", str(cvae.dir), "--format", "onnx"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    decoder = ort.InferenceSession(str(cvae.dir / "export" / "decoder.onnx"))
+    encoder = ort.InferenceSession(str(cvae.dir / "export" / "encoder.onnx"))
+    for batch in (1, 7):
+        z, y = np.random.default_rng(batch).standard_normal((batch, 2)).astype(np.float32), np.arange(batch) % 10
+        with torch.no_grad():
+            expected = torch.sigmoid(cvae.model.decode(torch.from_numpy(z), torch.from_numpy(y))).numpy()
+        np.testing.assert_allclose(decoder.run(None, {"z": z, "y": y})[0], expected, atol=1e-5)
+        x = cvae.data.test_x[:batch].float().numpy() / 255
+        mu, logvar = encoder.run(None, {"x": x, "y": y})
+        with torch.no_grad():
+            want = cvae.model.encode(torch.from_numpy(x), torch.from_numpy(y))
+        np.testing.assert_allclose(mu, want[0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(logvar, want[1].numpy(), atol=1e-5)
+
+
+def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
+    paths = cvae.export("torchscript", "decoder")
+    z, y = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)
+    with torch.no_grad():
+        np.save(tmp_path / "want.npy", torch.sigmoid(cvae.model.decode(z, y)).numpy())
+    code = ("import sys, numpy, torch; d = torch.jit.load(sys.argv[1]); "
+            "out = d(torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)).detach().numpy(); "
+            "assert 'vaelab' not in sys.modules; print(float(abs(out - numpy.load(sys.argv[2])).max()))")
+    result = subprocess.run([sys.executable, "-c", code, str(paths[0]), str(tmp_path / "want.npy")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 1e-5
+
+
+def test_the_plain_pytorch_recipe_in_the_docs_runs(cvae, tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plain-pytorch.md").read_text(), re.S)
+    recipe = next(b for b in blocks if "load_state_dict" in b).replace("RUN/", f"{cvae.dir}/")
+    recipe = recipe.replace("torch.randn(16, model.config.latent_dim)", "torch.randn(16, model.config.latent_dim), torch.arange(16) % 10")
+    scope = {}
+    exec(recipe, scope)  # noqa: S102 (the documentation's own code)
+    assert scope["images"].shape == (16, 1, 28, 28)
+    loaded, _ = load_model(cvae.dir)
+    assert all(torch.equal(a, b) for a, b in zip(scope["model"].state_dict().values(), loaded.state_dict().values()))
+
+
+# ---- packaging -------------------------------------------------------------------------------------
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+IMPORT_NAMES = {"PIL": "pillow", "sklearn": "scikit-learn", "safetensors": "safetensors", "yaml": "pyyaml"}
+
+
+def declared() -> set[str]:
+    specs = PROJECT["dependencies"] + [d for extra in PROJECT["optional-dependencies"].values() for d in extra]
+    return {re.split(r"[<>=\[ ;]", d)[0].lower() for d in specs}
+
+
+def test_every_package_vaelab_imports_is_declared():
+    used = set()
+    for path in (ROOT / "vaelab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            used |= {n.split(".")[0] for n in names}
+    third_party = {n for n in used - set(sys.stdlib_module_names) if n != "vaelab"}
+    missing = {IMPORT_NAMES.get(n, n).lower() for n in third_party} - declared()
+    assert not missing, missing
+
+
+def test_the_licence_and_the_python_floor_are_stated_once():
+    assert PROJECT["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
+    floor = PROJECT["requires-python"].removeprefix(">=")
+    versions = [c.rsplit(":: ", 1)[1] for c in PROJECT["classifiers"] if c.startswith("Programming Language :: Python :: 3.")]
+    assert min(versions, key=lambda v: tuple(map(int, v.split(".")))) == floor
+    assert sys.version_info >= tuple(map(int, floor.split(".")))
+
+
+def test_ci_installs_from_the_constraints_file_that_pins_every_dependency():
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert {p.lower() for p in pins} >= declared() - {"vaelab"}
+    assert pins.get("torch") == "2.13.0"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "-c constraints.txt" in ci
+
+
+def test_the_help_does_not_wait_for_pytorch():
+    code = "import sys, vaelab.cli\ntry:\n    vaelab.cli.main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("False"), result.stdout[-500:] + result.stderr
