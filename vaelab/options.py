@@ -8,9 +8,14 @@ message wherever it comes from: a flag, a notebook call or a hand-edited config.
 `parse`, when given, turns a flag's text into the value (raising ValueError with what it expected).
 """
 import math
+import types
+import typing
 from dataclasses import MISSING, field, fields
 
 from vaelab.errors import VaelabError
+
+MAX_CLASSES = 1000  # classes of a data set or a conditional model: class names and one-hot rows stay small
+MAX_SEED = 2 ** 63 - 1  # torch and numpy take seeds from 0 up to here
 
 
 def opt(default, help: str, **checks):
@@ -28,6 +33,8 @@ def problem(name: str, value, meta) -> str | None:
     flag = flag_name(name, meta)
     if value is None:
         return None
+    if isinstance(value, tuple) and "choices" not in meta:  # e.g. --channels 32,64: each value
+        return next((p for v in value if (p := problem(name, v, meta))), None)
     if "choices" in meta and value not in meta["choices"]:
         return f"{flag} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -45,10 +52,42 @@ def problem(name: str, value, meta) -> str | None:
     return None
 
 
+def type_problem(name: str, value, tp, meta) -> str | None:
+    """What is wrong with the type of `value` for a field annotated `tp` (int, float, str, bool,
+    tuple[int, ...], or one of them or None), or None. Other annotations are not checked."""
+    union = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+    kinds = typing.get_args(tp) if union else (tp,)
+    if value is None and type(None) in kinds:
+        return None
+    names = []
+    for kind in kinds:
+        if kind is type(None):
+            continue
+        if kind is int:
+            ok, what = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif kind is float:
+            ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif kind in (str, bool):
+            ok, what = isinstance(value, kind), ("text" if kind is str else "true or false")
+        elif typing.get_origin(kind) is tuple and typing.get_args(kind)[1:] == (Ellipsis,) \
+                and typing.get_args(kind)[0] is int:
+            ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            what = "a list of whole numbers"
+        else:
+            return None
+        if ok:
+            return None
+        names.append(what)
+    return f"{flag_name(name, meta)} must be {' or '.join(names)}, got {value!r}"
+
+
 def check(settings) -> None:
-    """Raise VaelabError naming the first field of `settings` whose value fails its checks."""
+    """Raise VaelabError naming the first field of `settings` whose value fails its checks: its
+    type (as annotated), then its range or choices."""
     for f in fields(settings):
-        message = problem(f.name, getattr(settings, f.name), f.metadata)
+        value = getattr(settings, f.name)
+        message = (type_problem(f.name, value, f.type, f.metadata) if not isinstance(f.type, str) else None) \
+            or problem(f.name, value, f.metadata)
         if message:
             raise VaelabError(message)
 

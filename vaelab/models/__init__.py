@@ -7,6 +7,7 @@ interface they follow is written down in vaelab/models/common.py.
 from dataclasses import dataclass, fields
 from typing import Any
 
+import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
@@ -16,6 +17,7 @@ from vaelab.models.mlp import MLPConfig, MLPDecoder, MLPEncoder
 
 FAMILIES = {"mlp": (MLPConfig, MLPEncoder, MLPDecoder), "conv": (ConvConfig, ConvEncoder, ConvDecoder)}
 DATA_FIELDS = ("input_shape", "num_classes")  # set from the data set, not by the user
+MAX_PARAMS = 100_000_000  # weights, gradients and Adam's two moments: 1.6 GB in float32
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,24 @@ def build_model(name: str, config) -> nn.Module:
         config = config_from_dict(config_cls, config)
     if not isinstance(config, config_cls):
         raise VaelabError(f"model '{name}' needs a {config_cls.__name__}, not {type(config).__name__}")
+    with torch.device("meta"):  # counted before any memory is taken
+        size = count_params(VAE(config, encoder_cls(config), decoder_cls(config)))
+    if size > MAX_PARAMS:
+        raise VaelabError(f"model '{name}' with {options_text(config)} would have {size:,} parameters, over "
+                          f"vaelab's limit of {MAX_PARAMS:,} (vaelab.models.MAX_PARAMS); choose smaller options")
     model = VAE(config, encoder_cls(config), decoder_cls(config))
     init_like_keras(model.encoder)  # the decoder keeps PyTorch's default: see init_like_keras
     return model
 
 
+def options_text(config) -> str:
+    return ", ".join(f"--{f.name.replace('_', '-')} {getattr(config, f.name)}" for f in fields(config)
+                     if f.name not in DATA_FIELDS)
+
+
 def config_from_dict(config_cls, values: dict):
+    if not isinstance(values, dict):
+        raise VaelabError(f"a model config must be a JSON object of {config_cls.__name__} fields, got {values!r}")
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaelab.errors import VaelabError
+from vaelab.options import MAX_CLASSES
+
+MAX_SIDE = 1024  # pixels of an image side a model is built for
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,18 @@ def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tenso
     if y.is_floating_point() and y.dim() == 2:
         return y
     return F.one_hot(y, num_classes).float()
+
+
+def check_data_fields(config) -> None:
+    """The fields a model config takes from the data: input_shape (C, H, W) and num_classes."""
+    shape, k = config.input_shape, config.num_classes
+    if not (isinstance(shape, tuple) and len(shape) == 3 and all(type(v) is int for v in shape)
+            and 1 <= shape[0] <= 4 and all(1 <= v <= MAX_SIDE for v in shape[1:])):
+        raise VaelabError(f"input_shape must be (C, H, W) with 1 to 4 channels and sides of 1 to {MAX_SIDE} "
+                          f"pixels (vaelab.models.common.MAX_SIDE), got {shape!r}")
+    if type(k) is not int or not 0 <= k <= MAX_CLASSES:
+        raise VaelabError(f"num_classes must be a whole number from 0 to {MAX_CLASSES} "
+                          f"(vaelab.options.MAX_CLASSES), got {k!r}")
 
 
 def init_like_keras(module: nn.Module) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import one_hot
+from vaelab.models.common import check_data_fields, one_hot
 from vaelab.options import check
 
 
@@ -28,9 +28,9 @@ from vaelab.options import check
 class ConvConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
-    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1})
-    dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1})
-    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated"})
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "max": 4096})
+    dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1, "max": 16384})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated", "min": 1, "max": 1024})
     label_merge: str = field(default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")})
     last_stride: int = field(default=1, metadata={"help": "stride of the decoder's last transposed convolution: 1 (after "
                                                           "one transposed convolution per encoder convolution) or 2 (one "
@@ -38,6 +38,9 @@ class ConvConfig:
 
     def __post_init__(self):
         check(self)
+        check_data_fields(self)
+        if not 1 <= len(self.channels) <= 6:
+            raise VaelabError(f"--channels takes 1 to 6 values (one per stride-2 convolution), got {len(self.channels)}")
         _, height, width = self.input_shape
         step = 2 ** len(self.channels)
         if height % step or width % step:
