@@ -2,11 +2,13 @@
 (the CLI derives its flags from them, vaelab/flags.py).
 """
 from dataclasses import dataclass
+from pathlib import Path
 
 from vaelab.device import DEVICES
+from vaelab.errors import VaelabError
 from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
 from vaelab.models import MODELS, custom
-from vaelab.options import check, opt
+from vaelab.options import MAX_SEED, check, opt
 from vaelab.pixels import BINARIZE_MODES
 from vaelab.speed import PRECISIONS, SPEEDS
 
@@ -35,7 +37,7 @@ class TrainConfig:
     gaussian_std: float = opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)
     kl: str = opt("analytic", "KL term: closed form, or single-sample Monte Carlo (log q - log p)", choices=KL_ESTIMATORS)
     binarize: str = opt("none", "pixels as the model sees them: grey (none), one fixed Bernoulli draw (static) or a fresh draw each batch (dynamic)", choices=BINARIZE_MODES)
-    seed: int = opt(0, "seed of weights, data order and z samples")
+    seed: int = opt(0, "seed of weights, data order and z samples", min=0, max=MAX_SEED)
     device: str = opt("auto", "where to train; auto picks CUDA when present", choices=DEVICES)
     eval_batch_size: int = opt(1000, "images per batch when evaluating the test set", min=1)
     speed: str = opt("auto", "how the step runs (same maths): auto = a CUDA graph on one GPU, channels-last "
@@ -45,3 +47,34 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
+
+
+def divergence_advice(cfg: TrainConfig, run_dir: Path, saved_at: str | None) -> str:
+    """What to do after a non-finite loss: the settings that make the loss large, then a lower
+    learning rate and clipping, from the last checkpoint when there is one."""
+    large = []
+    if cfg.objective == "elbo" and cfg.beta > 1:
+        large.append(f"--beta {cfg.beta:g} (weights the KL {cfg.beta:g} times)")
+    if cfg.likelihood == "gaussian" and cfg.gaussian_std < 0.1:
+        large.append(f"--gaussian-std {cfg.gaussian_std:g} (scales the reconstruction by {1 / cfg.gaussian_std ** 2:.3g})")
+    if cfg.objective == "mmd" and cfg.mmd_weight > 1000:
+        large.append(f"--mmd-weight {cfg.mmd_weight:g}")
+    cause = (f"These settings make the loss large: {'; '.join(large)}; train again with smaller values "
+             f"(a resumed run keeps them). " if large else "")
+    lower = f"--lr {cfg.lr / 10:g} --clip-grad {cfg.clip_grad / 2 if cfg.clip_grad else 10:g}"
+    if saved_at is None:
+        return (cause + f"No checkpoint was written yet (that happens at the end of the first epoch). Train again "
+                        f"with a lower learning rate and gradient clipping (now --lr {cfg.lr:g}): {lower} "
+                        f"--overwrite, and --kl-warmup 1 if the KL term is the one that grows")
+    return (cause + f"The last good checkpoint ({saved_at}) is kept in {run_dir}. Try a lower learning rate "
+                    f"(now {cfg.lr:g}) or gradient clipping from there: vaelab train --resume {run_dir} {lower}")
+
+
+def resumed_config(saved: dict, overrides: dict, path: Path) -> TrainConfig:
+    """The saved settings with `overrides`; they reach config.json with the first epoch that
+    finishes under them (a new --lr that diverges at once is never saved)."""
+    try:
+        return TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
+    except TypeError as e:  # a setting this vaelab does not know
+        raise VaelabError(f"{path}: the training settings do not fit this vaelab ({e}): "
+                          f"resume it with the vaelab version that wrote it") from None

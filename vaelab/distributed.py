@@ -9,6 +9,7 @@ follow the same maths as one process on the same global batches (up to float sum
 Rank 0 alone writes the run folder and shows progress.
 """
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def env_rank() -> int:
+    """This process's rank as the launcher set it (0 when not launched), before `setup`."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
 def setup(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the process group when launched by torchrun: nccl on CUDA, gloo on CPU."""
     if not launched():
@@ -44,6 +50,7 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
         torch.cuda.set_device(device)
     else:  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    die_with_parent(signal.SIGTERM)  # a worker whose launcher was killed stops (with a checkpoint)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size()), device
@@ -89,7 +96,55 @@ def teardown() -> None:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """`vaelab train --nproc N ...`: the same command under torch.distributed's launcher."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+    """`vaelab train --nproc N ...`: the same command under torch.distributed's launcher.
+
+    SIGINT and SIGTERM sent to this process are passed on to the launcher, which passes them to
+    every worker (each writes its checkpoint and stops); this process waits for them and exits
+    with their status. Should this process die without a word (kill -9), the kernel sends the
+    launcher SIGTERM (Linux), and each worker gets SIGTERM when the launcher dies, so no worker
+    goes on writing the run folder alone."""
+    command = [sys.executable, "-m", "vaelab.distributed", "--nproc-per-node", str(nproc),
                "--standalone", "-m", "vaelab", *argv]
-    return subprocess.run(command).returncode
+    child = subprocess.Popen(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return code if code >= 0 else 128 - code
+
+
+def die_with_parent(signum: int) -> None:
+    """Ask the kernel to send this process `signum` when its parent dies (Linux; elsewhere nothing)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def torchrun(argv: list[str]) -> int:
+    """torch.distributed.run with `argv`, its exit status, and no launcher traceback: each worker
+    prints its own `vaelab: error:` line; a worker killed by a signal gets one line here."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main
+    try:
+        main(argv)
+    except SignalException as e:  # the launcher was asked to stop; the workers have stopped
+        return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        if failure.exitcode < 0:
+            print(f"vaelab: error: the process of rank {rank} ended: {failure.message}; the launcher stopped "
+                  f"the others. Continue from the last checkpoint with vaelab train --resume RUN", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+    return 0
+
+
+if __name__ == "__main__":  # the launcher that `launch` starts
+    raise SystemExit(torchrun(sys.argv[1:]))

@@ -1,22 +1,61 @@
 """Files written whole or not at all: a killed process leaves the previous complete file.
 
 Every file vaelab writes goes through `atomic_write` (temporary file beside it, fsync, rename).
+A write that fails (a full disk, a read-only folder) removes its temporary file and raises a
+VaelabError naming the file, the reason and the fix.
 """
+import errno
 import json
 import os
 from pathlib import Path
 
 from vaelab.errors import VaelabError
 
+FIXES = {errno.ENOSPC: "the disk is full: free some space, or write to another disk",
+         errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk",
+         errno.EACCES: "there is no permission to write there: pick a folder you can write to",
+         errno.EPERM: "there is no permission to write there: pick a folder you can write to",
+         errno.EROFS: "the file system is read-only: pick a folder on a writable disk",
+         errno.ENOENT: "its folder does not exist (was it removed?): create it, or pick another folder",
+         errno.ENOTDIR: "a part of the path is a file, not a folder: pick another path",
+         errno.EISDIR: "a folder is in the way: remove it, or pick another path"}
+
+
+def storage_error(path, error: OSError, doing: str = "write") -> VaelabError:
+    """A VaelabError for an OSError met while writing or creating `path`."""
+    fix = FIXES.get(error.errno, "check the path and the disk")
+    return VaelabError(f"cannot {doing} {path} ({error.strerror or error}): {fix}")
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk, or Ctrl-C outside training: no stray temporary file
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise storage_error(path, e) from None
+        raise
+
+
+def make_folder(path: Path) -> Path:
+    """`path` and its parents, created if missing; a VaelabError saying why when that fails."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise VaelabError(f"{path} is a file, not a folder: pick another path (or remove the file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(path, e, "create the folder") from None
+    return path
 
 
 def write_json(path: Path, obj) -> None:
@@ -29,5 +68,7 @@ def read_json(path: Path) -> dict:
         raise VaelabError(f"{path} is missing: is {path.parent} a complete vaelab run folder?")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise VaelabError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
+    except OSError as e:
+        raise VaelabError(f"{path} cannot be read ({e.strerror or e}): check its permissions") from None

@@ -15,12 +15,15 @@ in them never build a path in a run folder themselves. `open_run` is the one way
 is loaded: report, comparison, evaluation and explorer all use it.
 
 Every file is written atomically (vaelab/files.py), so a killed process leaves the previous
-complete file. Nothing here uses pickle.
+complete file; the files of an epoch are replaced together (`commit_epoch`, vaelab/journal.py).
+One process at a time writes a run (vaelab/lock.py). Everything read back is checked against the
+model first (vaelab/checks.py). Nothing here uses pickle.
 """
 import csv
 import io
 import json
 import platform
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -34,16 +37,23 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 import vaelab
+from vaelab import checks, journal
 from vaelab.device import describe_device
 from vaelab.errors import CheckpointError, VaelabError
-from vaelab.files import atomic_write, read_json, write_json
-from vaelab.models import build_model, count_params, custom
+from vaelab.files import atomic_write, make_folder, read_json, write_json
+from vaelab.lock import LOCK
+from vaelab.models import MAX_PARAMS, build_model, count_params, custom
 
 FORMAT = "vaelab-1"  # bump when the layout of the files below changes
 CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.safetensors"
 METRICS, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 RECON, FIGURES = "recon", "figures"
 REPORT, EVAL, SAMPLES = "report.html", "eval.json", "samples.png"
+RUN_FILES = (CHECKPOINT, CONFIG, WEIGHTS, METRICS, METRICS_CSV, RECON, FIGURES, REPORT, EVAL, SAMPLES,
+             journal.STAGE, LOCK)  # everything vaelab puts in a run folder; the checkpoint first
+EPOCH_FILES = re.compile(r"(config\.json|model\.safetensors|checkpoint\.safetensors|metrics\.jsonl|"
+                         r"metrics\.csv|recon/epoch_\d{3,}\.png)")  # what an epoch's commit may replace
+MAX_FILE = 4 * 4 * MAX_PARAMS + (64 << 20)  # bytes of a weights file: the largest model with Adam's state
 
 
 # ---- a new run ----------------------------------------------------------------------------------
@@ -53,13 +63,14 @@ def new_run_dir(model: str, dataset: str, out: str | None, overwrite: bool) -> P
     if out is None:
         out = f"runs/{model}-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(out)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise VaelabError(
-            f"run folder {run_dir} already exists and is not empty; continue it with "
-            f"`vaelab train --resume {run_dir}`, replace it with --overwrite, or pick another --out"
-        )
-    (run_dir / RECON).mkdir(parents=True, exist_ok=True)
-    return run_dir
+    checks.check_new_run_dir(run_dir, overwrite, RUN_FILES)
+    return make_folder(run_dir)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete an earlier run's files (the caller holds the run's lock): the checkpoint first, so
+    an interrupted overwrite can never be resumed under the new settings."""
+    journal.remove(Path(run_dir), [n for n in RUN_FILES if n != LOCK])
 
 
 def describe(train_config, model, data, device: torch.device, processes: int = 1, command=None) -> dict:
@@ -88,16 +99,22 @@ def write_config(run_dir: Path, config: dict) -> None:
 
 
 def read_config(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / CONFIG)
+    """config.json, checked: every field a reader uses has its type and range."""
+    journal.settle(run_dir, EPOCH_FILES)
+    return checks.check_config(read_json(Path(run_dir) / CONFIG), Path(run_dir) / CONFIG)
 
 
 # ---- weights ---------------------------------------------------------------------------------
 
 def save_weights(path: Path, model: torch.nn.Module, name: str, extra: dict | None = None) -> None:
     """Weights plus metadata naming the model and its config, so a wrong load is caught."""
+    atomic_write(path, weights_bytes(model, name, extra))
+
+
+def weights_bytes(model: torch.nn.Module, name: str, extra: dict | None = None) -> bytes:
     meta = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model))}
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, st_save({**tensors, **(extra or {})}, metadata=meta))
+    return st_save({**tensors, **(extra or {})}, metadata=meta)
 
 
 def read_safetensors(path: Path) -> tuple[dict, dict]:
@@ -105,11 +122,11 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: train the model first, or point to a complete run folder")
-    data = path.read_bytes()
+    data = checks.read_bounded(path, MAX_FILE)
     try:
         tensors = st_load(data)
         meta = _metadata(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({e}): it is truncated or was not written "
             f"by vaelab. Delete it and train again, or resume from an earlier copy"
@@ -125,7 +142,12 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
 def _metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + header_len])
-    return header.get("__metadata__", {})
+    meta = header.get("__metadata__") or {} if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("its metadata is not a table of text")
+    if "config" in meta and not isinstance(json.loads(meta["config"]), dict):
+        raise ValueError("its model config is not a JSON object")
+    return meta
 
 
 def load_weights(model: torch.nn.Module, name: str, path: Path) -> dict:
@@ -141,19 +163,13 @@ def load_weights(model: torch.nn.Module, name: str, path: Path) -> dict:
             f"from (vaelab rebuilds the right model from RUN/config.json)"
         )
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    checks.check_model_state(model, state, path)
     model.load_state_dict(state)
     return {k: v for k, v in tensors.items() if not k.startswith("model.")}
 
 
 def config_dict(model: torch.nn.Module) -> dict:
     return json.loads(json.dumps(asdict(model.config)))  # tuples -> lists, as stored in JSON
-
-
-def rebuild(config: dict) -> torch.nn.Module:
-    """The untrained model a run's config.json describes (your own model: from its classes)."""
-    if config["model"] == custom.NAME:
-        return custom.build(config["custom"], config["model_config"])
-    return build_model(config["model"], config["model_config"])
 
 
 def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str = WEIGHTS, model=None):
@@ -163,9 +179,20 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str =
     if not run_dir.is_dir():
         raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
     config = read_config(run_dir)
-    model = rebuild(config) if model is None else model
+    model = rebuild(config, run_dir) if model is None else model
     load_weights(model, config["model"], run_dir / weights)
     return model.to(device).eval(), config
+
+
+def rebuild(config: dict, run_dir: Path) -> torch.nn.Module:
+    """The untrained model a run's config.json describes (your own model: from its classes)."""
+    if config["model"] == custom.NAME:
+        return custom.build(config["custom"], config["model_config"])
+    try:
+        return build_model(config["model"], config["model_config"])
+    except VaelabError as e:
+        raise VaelabError(f"{Path(run_dir) / CONFIG}: its model cannot be built ({e}); the file was edited or "
+                          f"damaged: {checks.RESTORE}") from None
 
 
 # ---- checkpoint (weights + Adam + RNG + epoch) ---------------------------------------------------
@@ -173,46 +200,73 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str =
 def save_checkpoint(path: Path, model, name: str, optimizer, position: dict, rng: dict) -> None:
     """Everything needed to resume: weights, Adam, RNG states and `position` (JSON: epochs done,
     steps done in the next epoch, its partial loss sums). Tensors go in safetensors, the rest in JSON."""
+    atomic_write(path, checkpoint_bytes(model, name, optimizer, position, rng))
+
+
+def checkpoint_bytes(model, name: str, optimizer, position: dict, rng: dict) -> bytes:
     state = optimizer.state_dict()
     extra = {f"optim.{i}.{k}": v.contiguous().cpu() for i, s in state["state"].items() for k, v in s.items()}
     extra.update({f"rng.{k}": v.cpu() for k, v in rng.items()})
     meta = {"position": position, "param_groups": state["param_groups"]}
     extra["meta.json"] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
-    save_weights(path, model, name, extra)
+    return weights_bytes(model, name, extra)
 
 
 def load_checkpoint(path: Path, model, name: str, optimizer) -> tuple[dict, dict]:
-    """Restore model and optimizer in place; returns (position, rng states)."""
-    rest = load_weights(model, name, path)
-    meta = json.loads(bytes(rest.pop("meta.json").tolist()).decode())
-    state: dict = {}
-    for key, value in rest.items():
-        if key.startswith("optim."):
-            _, index, field = key.split(".", 2)
-            state.setdefault(int(index), {})[field] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    rng = {key[len("rng."):]: v for key, v in rest.items() if key.startswith("rng.")}
-    return meta["position"], rng
+    """Restore model and optimizer in place, every tensor checked first; returns (position, rng
+    states). The optimizer keeps its own settings: only Adam's moments and steps come from the file."""
+    position, state, rng = checks.checkpoint_parts(load_weights(model, name, path), optimizer, path)
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+    return position, rng
 
 
 # ---- metrics -----------------------------------------------------------------------------------
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Add an epoch's row: metrics.jsonl and metrics.csv are both rewritten whole and atomically."""
+    for name, data in metrics_bytes(run_dir, row).items():
+        atomic_write(Path(run_dir) / name, data)
+
+
+def metrics_bytes(run_dir: Path, row: dict) -> dict[str, bytes]:
+    """metrics.jsonl and metrics.csv with `row` added (replacing it and any later rows)."""
     rows = [r for r in read_metrics(run_dir) if r["epoch"] < row["epoch"]] + [row]
-    atomic_write(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(row))
+    writer = csv.DictWriter(out, fieldnames=list(row), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(run_dir / METRICS_CSV, out.getvalue().encode())
+    return {METRICS: "".join(json.dumps(r) + "\n" for r in rows).encode(), METRICS_CSV: out.getvalue().encode()}
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's rows, checked (epochs rising from 1, finite numbers)."""
     path = Path(run_dir) / METRICS
+    journal.settle(run_dir, EPOCH_FILES)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return checks.metrics_rows(path)
+
+
+# ---- an epoch's files, replaced together ----------------------------------------------------------
+
+def recover(run_dir: Path) -> None:
+    """Complete an epoch's files that a killed process left half-replaced (the caller writes the run)."""
+    journal.recover(Path(run_dir), EPOCH_FILES)
+
+
+def commit_epoch(run_dir: Path, model, name: str, optimizer, position: dict, rng: dict, row: dict,
+                 recon: np.ndarray, config: dict | None = None) -> None:
+    """The end of an epoch, all or nothing: the checkpoint, the weights, the metrics row, the
+    reconstructions and (when given: settings changed on resume) config.json. A kill at any moment
+    leaves the run at the end of this epoch or of the one before, never between."""
+    from vaelab.images import png_bytes
+    files = {CHECKPOINT: checkpoint_bytes(model, name, optimizer, position, rng),
+             WEIGHTS: weights_bytes(model, name), **metrics_bytes(run_dir, row),
+             str(recon_path(".", row["epoch"])): png_bytes(recon)}
+    if config is not None:
+        files[CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
+    journal.commit(Path(run_dir), files, EPOCH_FILES)
+
 
 
 # ---- images, figures, the report and the evaluation ------------------------------------------------

@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab import distributed, runs, speed
-from vaelab.config import RESUME_OVERRIDES, TrainConfig
+from vaelab import checks, distributed, runs, speed
+from vaelab.config import RESUME_OVERRIDES, TrainConfig, divergence_advice, resumed_config
 from vaelab.data import ImageData, load_dataset
 from vaelab.device import resolve_device
 from vaelab.distributed import Ranks, sum_all
 from vaelab.errors import VaelabError
 from vaelab.images import image_grid
 from vaelab.latent import decode, encode_set
+from vaelab.lock import RunLock
 from vaelab.losses import mmd, vae_loss
 from vaelab.models import build_model, custom, get_preset, make_config
 from vaelab.pixels import binarize, binarized_set, binarized_train_set, to_float
@@ -153,7 +154,11 @@ def set_rng_state(state: dict, generator: torch.Generator, device) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["order"])
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        try:
+            torch.cuda.set_rng_state(state["cuda"], device)
+        except (RuntimeError, TypeError) as e:
+            raise VaelabError(f"the checkpoint's CUDA generator state is not one this GPU takes ({e}): "
+                              f"the file is damaged; restore it from a copy, or train the run again") from None
 
 
 def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | None = None,
@@ -169,12 +174,21 @@ def train(cfg: TrainConfig, model_options: dict | None = None, *, out: str | Non
         data = load_dataset(cfg.dataset, cfg.data_dir)
         model = new_model(cfg, model_options, data, model).to(device)
         distributed.check_batch(cfg.batch_size, ranks)
+        check_batch_fits(cfg.batch_size, len(data.train_x))  # everything is checked before the folder is touched
         run_dir = None
         if ranks.main:
             run_dir = runs.new_run_dir(cfg.model, cfg.dataset, out, overwrite)
-            runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world, command))
         run_dir = Path(distributed.share(str(run_dir), ranks))
-        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, callbacks=callbacks)
+        with RunLock(run_dir) if ranks.main else nullcontext():
+            if ranks.main:
+                runs.clear_run(run_dir)  # with --overwrite: the earlier run's files, its checkpoint first
+                runs.write_config(run_dir, runs.describe(cfg, model, data, device, ranks.world, command))
+            return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, callbacks=callbacks)
+
+
+def check_batch_fits(batch_size: int, train_size: int) -> None:
+    if batch_size > train_size:
+        raise VaelabError(f"--batch-size {batch_size} is larger than the {train_size} training images; use a smaller one")
 
 
 def new_model(cfg: TrainConfig, model_options: dict | None, data: ImageData, model=None) -> torch.nn.Module:
@@ -200,25 +214,32 @@ def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | 
     learning rate or gradient clipping (e.g. after a divergence). `model`: a module of your own to
     continue, when its classes cannot be imported (vaelab/models/custom.py)."""
     run_dir = Path(run_dir)
-    saved = runs.read_config(run_dir)
-    if not (run_dir / runs.CHECKPOINT).is_file():
-        raise VaelabError(f"{run_dir} has no checkpoint yet (it stopped before its first one); "
-                          f"start again with `vaelab train ... --out {run_dir} --overwrite`")
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES)
         raise VaelabError(f"--resume continues a run with its own settings; only {allowed} may change, "
                           f"not {', '.join(sorted(unknown))}")
-    cfg = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
-    with StopSignals() as stop:
-        ranks, device = distributed.setup(resolve_device(cfg.device))
-        distributed.check_batch(cfg.batch_size, ranks)
-        if asdict(cfg) != saved["train"] and ranks.main:
-            runs.write_config(run_dir, {**saved, "train": asdict(cfg)})
-        torch.manual_seed(cfg.seed)
-        data = load_dataset(cfg.dataset, cfg.data_dir)
-        model = (runs.rebuild(saved) if model is None else model).to(device)
-        return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True, callbacks=callbacks)
+    if not run_dir.is_dir():
+        raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
+    main = distributed.env_rank() == 0
+    with RunLock(run_dir) if main else nullcontext():  # one writer; the others are refused at once
+        if main:
+            runs.recover(run_dir)  # an epoch's files left half-replaced by a kill are completed first
+        if not (run_dir / runs.CHECKPOINT).is_file():
+            raise VaelabError(f"{run_dir} has no checkpoint yet (it stopped before its first one); "
+                              f"start again with `vaelab train ... --out {run_dir} --overwrite`")
+        saved = runs.read_config(run_dir)
+        cfg = resumed_config(saved, overrides, run_dir / runs.CONFIG)
+        with StopSignals() as stop:
+            ranks, device = distributed.setup(resolve_device(cfg.device))
+            distributed.check_batch(cfg.batch_size, ranks)
+            distributed.share(None, ranks)  # the others wait until rank 0 has completed the folder
+            torch.manual_seed(cfg.seed)
+            data = load_dataset(cfg.dataset, cfg.data_dir)
+            model = (runs.rebuild(saved, run_dir) if model is None else model).to(device)
+            changed = {**saved, "train": asdict(cfg)} if asdict(cfg) != saved["train"] else None
+            return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True, config=changed,
+                       callbacks=callbacks)
 
 
 class Interrupted(VaelabError):
@@ -268,11 +289,14 @@ def match_layouts(optimizer) -> None:
 
 
 def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSignals",
-        ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False, callbacks=()) -> Path:
+        ranks: Ranks = Ranks(), *, progress: bool = True, resume: bool = False, config: dict | None = None,
+        callbacks=()) -> Path:
     """The loop: forward, loss, backward, step; evaluate, record, checkpoint, every epoch.
 
     SIGINT/SIGTERM finish the current step, write a checkpoint and raise Interrupted; a
-    non-finite loss stops with a message and leaves the last good checkpoint in place.
+    non-finite loss stops with a message and leaves the last good checkpoint in place. Each
+    epoch's files (checkpoint, weights, metrics, reconstructions, and `config` when settings
+    changed on resume) are replaced together.
     """
     device = next(model.parameters()).device
     how = speed.plan(cfg.speed, device, model, ranks.world)
@@ -291,10 +315,15 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
     train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
     test_x, test_y = binarized_set(data.test_x, cfg.binarize, "test", cfg.seed).to(device), data.test_y.to(device)
     shown = fixed_images(data).to(device)
+    check_batch_fits(cfg.batch_size, len(train_x))
     steps = -(-len(train_x) // cfg.batch_size)  # ceil: dropping the partial batch cost mnist-sample 3% of its steps
     latent_dim = model.config.latent_dim
-    if cfg.batch_size > len(train_x):
-        raise VaelabError(f"--batch-size {cfg.batch_size} is larger than the {len(train_x)} training images; use a smaller one")
+    saved_at = None  # where the last good checkpoint stands, for the advice after a divergence
+    if resume:
+        saved_at = checks.check_position(position, steps, cfg.epochs, run_dir / runs.CHECKPOINT)
+        notes = checks.resume_notes(runs.read_metrics(run_dir), position["epoch"], cfg.epochs, run_dir)
+        for note in notes if ranks.main else []:
+            print(note, flush=True)
     step = speed.Stepper(partial(train_step, cfg=cfg), how, trained, optimizer, cfg.precision)
     callbacks = callbacks if ranks.main else ()  # the process that writes the run folder tells
     for callback in callbacks:
@@ -327,11 +356,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             x = binarize(to_float(train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
             loss = step(x, train_y[idx], eps, beta, steady=done >= warmup_steps(cfg, steps) - 1)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
-                raise VaelabError(
-                    f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}; the "
-                    f"last good checkpoint (end of epoch {epoch - 1}) is kept in {run_dir}. Try a lower "
-                    f"learning rate (now {cfg.lr}) or gradient clipping from there: vaelab train --resume "
-                    f"{run_dir} --lr {cfg.lr / 10:g} --clip-grad 10; or train again with --kl-warmup 1")
+                raise VaelabError(f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}. "
+                                  + divergence_advice(cfg, run_dir, saved_at))
             sums += loss
             tell_step(callbacks, done + 1, loss, optimizer, beta, epoch)
             bar.update(cfg.batch_size)
@@ -358,15 +384,14 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
         if cfg.objective == "mmd":  # total = recon + mmd_weight * MMD: the MMD term on its own
             row |= {"train_mmd": (train_means[0] - train_means[1]) / cfg.mmd_weight, "test_mmd": test["mmd"]}
         if not all(np.isfinite(v) for v in row.values()):
-            raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}); the last good checkpoint "
-                              f"is kept in {run_dir}. Try a lower --lr, --kl-warmup 1, or --clip-grad 10")
+            raise VaelabError(f"the loss became non-finite in epoch {epoch} ({row}). "
+                              + divergence_advice(cfg, run_dir, saved_at))
         position = {"epoch": epoch, "step": 0, "sums": [0.0] * 3, "seconds": 0.0}
-        checkpoint(epoch, 0, torch.zeros(3, device=device), 0.0, order.get_state())
+        saved_at = f"end of epoch {epoch}"
         if not ranks.main:
             continue
-        runs.save_reconstructions(run_dir, epoch, reconstructions(model, test_x[shown], test_y[shown]))
-        runs.save_weights(run_dir / runs.WEIGHTS, model, cfg.model)
-        runs.append_metrics(run_dir, row)
+        runs.commit_epoch(run_dir, model, cfg.model, optimizer, position, rng_state(order, device), row,
+                          reconstructions(model, test_x[shown], test_y[shown]), config)
         print(f"epoch {epoch}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
               f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
               f"{seconds:.1f} s  {row['images_per_second']:,.0f} img/s", flush=True)

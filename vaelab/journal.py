@@ -1,0 +1,125 @@
+"""Several files of one folder replaced as one: all of them, or none.
+
+    FOLDER/.commit/0, 1, ...     the new contents, each written whole and synced
+    FOLDER/.commit/files.json    written last (atomically): the commit point, naming each file
+
+Once files.json exists the change is decided: its files are renamed into place, then files.json
+and the staging folder are removed. A process killed before files.json leaves the old files and a
+staging folder that the next `recover` deletes; one killed after it leaves a staging folder that
+`recover` finishes. Renames within one folder are atomic, so every file is always whole.
+"""
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from vaelab.errors import VaelabError
+from vaelab.files import atomic_write, storage_error
+from vaelab.lock import RunLock
+
+STAGE = ".commit"
+MANIFEST = "files.json"
+
+
+def commit(folder: Path, files: dict[str, bytes], allowed: re.Pattern) -> None:
+    """Replace folder/NAME by each of `files` (NAME: bytes), together. Names are relative paths
+    that match `allowed`."""
+    folder = Path(folder)
+    stage = folder / STAGE
+    recover(folder, allowed)
+    try:
+        stage.mkdir()
+        for i, data in enumerate(files.values()):
+            with open(stage / str(i), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise storage_error(folder, e, "write the new files into") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    atomic_write(stage / MANIFEST, json.dumps(list(files)).encode())  # the commit point
+    finish(folder, list(files))
+
+
+def finish(folder: Path, names: list[str]) -> None:
+    stage = folder / STAGE
+    try:
+        for i, name in enumerate(names):
+            if (stage / str(i)).exists():  # already moved when an earlier finish was cut short
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / str(i), folder / name)
+        for parent in {(folder / name).parent for name in names}:
+            sync_folder(parent)
+        (stage / MANIFEST).unlink()
+        shutil.rmtree(stage)
+    except OSError as e:
+        raise storage_error(folder, e, "move the new files into") from None
+
+
+def recover(folder: Path, allowed: re.Pattern) -> bool:
+    """Finish a commit that was decided but cut short, or drop one that was not; True when a
+    decided commit was finished."""
+    stage = Path(folder) / STAGE
+    if not stage.is_dir():
+        return False
+    names = pending(stage)
+    if names is None:
+        shutil.rmtree(stage, ignore_errors=True)
+        return False
+    bad = [n for n in names if not isinstance(n, str) or not allowed.fullmatch(n)]
+    if bad:
+        raise VaelabError(f"{stage / MANIFEST} names files outside the run ({bad[0]!r}): it was not written "
+                          f"by vaelab. Delete the folder {stage} and continue")
+    finish(Path(folder), names)
+    return True
+
+
+def settle(folder: Path, allowed: re.Pattern) -> None:
+    """`recover` for a reader: only when no live writer holds the folder (that one finishes its own
+    commit), and only where it can write (a read-only copy is read as it is)."""
+    if not (Path(folder) / STAGE).is_dir():
+        return
+    try:
+        with RunLock(folder):
+            recover(Path(folder), allowed)
+    except (VaelabError, OSError):  # RunInUse among them
+        pass
+
+
+def pending(stage: Path) -> list | None:
+    """The names a decided commit replaces, or None when none was decided."""
+    try:
+        names = json.loads((stage / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None  # absent, or cut short: atomic_write makes the latter impossible
+    return names if isinstance(names, list) else None
+
+
+def remove(folder: Path, names: list[str]) -> None:
+    """Delete folder/NAME for each of `names` (files or folders), in order, and stray temporary files."""
+    for path in [folder / name for name in names] + list(folder.glob(".*.tmp")):
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        except OSError as e:
+            raise storage_error(path, e, "remove") from None
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that the renames in it survive a power cut (POSIX; elsewhere a no-op)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
