@@ -15,6 +15,9 @@ from pathlib import Path
 from vaelab import flags
 from vaelab.config import RESUME_OVERRIDES, TrainConfig
 from vaelab.errors import VaelabError
+from vaelab.options import MAX_SEED
+
+MAX_SAMPLES = 10_000  # images of one `vaelab sample` grid: 10,000 28x28 digits are a 5,600-pixel square PNG
 
 
 # ---- argument types --------------------------------------------------------------------------
@@ -34,6 +37,19 @@ def image_shape(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}")
     return tuple(int(p) for p in parts)
+
+
+def bounded(low: int, high: int, what: str):
+    """A flag type for a whole number from `low` to `high`; `what` says why the bound is there."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low} to {high:,} ({what}), got {text!r}")
+        return value
+    return parse
 
 
 def port_number(text: str) -> int:
@@ -89,6 +105,7 @@ def cmd_summary(args) -> None:
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and write a run folder")
+    flags.record_given(p)  # args.given: the flags a --resume would otherwise ignore
     flags.add_fields(p, TrainConfig)
     flags.add_model_options(p)
     may_change = ", ".join(flags.flag_name(k) for k in RESUME_OVERRIDES)
@@ -111,12 +128,14 @@ def cmd_train(args) -> int | None:
     from vaelab import distributed
     from vaelab.callbacks import TensorBoard
     from vaelab.training import resume, train
+    if args.resume:
+        check_resume_flags(args.given)
     if args.nproc and not distributed.launched():
         return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
     try:
         callbacks = [TensorBoard()] if args.tensorboard else []
         if args.resume:
-            given = {k: getattr(args, k) for k in RESUME_OVERRIDES if flags.flag_name(k) in args.flags_given}
+            given = {k: getattr(args, k) for k in RESUME_OVERRIDES if k in args.given}
             run_dir = resume(args.resume, progress=not args.no_progress, callbacks=callbacks, **given)
         else:
             if args.config:
@@ -131,7 +150,7 @@ def cmd_train(args) -> int | None:
     print(f"run folder: {run_dir}")
     if not args.no_report:
         from vaelab.report import make_report
-        print(f"report: {make_report(run_dir)}")
+        print(f"report: {make_report(run_dir)}")  # its defaults fitted to the data's classes
     return None
 
 
@@ -146,20 +165,36 @@ def take_saved_settings(args, path: str) -> None:
     if saved["model"] not in MODELS:
         raise VaelabError(f"{path} is a run of your own model; repeat it from Python with vaelab.train(model=...)")
     for f in fields(TrainConfig):
-        if flags.flag_name(f.name, f.metadata) not in args.flags_given and f.name in saved["train"]:
+        if f.name not in args.given and f.name in saved["train"]:
             setattr(args, f.name, saved["train"][f.name])
     for f in option_fields(get_preset(args.model).family):
-        if flags.flag_name(f.name, f.metadata) not in args.flags_given and f.name in saved["model_config"]:
+        if f.name not in args.given and f.name in saved["model_config"]:
             value = saved["model_config"][f.name]
             setattr(args, f.name, tuple(value) if isinstance(value, list) else value)
+
+
+RESUME_FLAGS = ("resume", "no_progress", "no_report", "nproc", "tensorboard", *RESUME_OVERRIDES)  # what --resume reads
+
+
+def check_resume_flags(given: set) -> None:
+    """Refuse the flags a --resume would ignore: the run's own settings decide everything else."""
+    ignored = sorted(given - set(RESUME_FLAGS))
+    if ignored:
+        may = ", ".join(flags.flag_name(k) for k in RESUME_OVERRIDES)
+        raise VaelabError(f"--resume continues a run with the settings saved in it, so "
+                          f"{', '.join(flags.flag_name(k) for k in ignored)} would be ignored: drop "
+                          f"{'it' if len(ignored) == 1 else 'them'} (only {may} may change), or train a new run "
+                          f"with --out")
+
 
 
 def add_sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="write a PNG grid of images generated from z ~ N(0, I)")
     p.add_argument("run", help="run folder")
-    p.add_argument("-n", type=positive_int, default=16, help="number of images (default: 16)")
+    p.add_argument("-n", type=bounded(1, MAX_SAMPLES, "the most one grid holds"), default=16,
+                   help=f"number of images, 1 to {MAX_SAMPLES:,} (default: 16)")
     p.add_argument("--label", type=int, help="class to generate, for conditional models")
-    p.add_argument("--seed", type=int, default=0, help="seed of z (default: 0)")
+    p.add_argument("--seed", type=bounded(0, MAX_SEED, "the seeds torch takes"), default=0, help="seed of z (default: 0)")
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
     p.set_defaults(handler=cmd_sample)
 
@@ -199,9 +234,10 @@ def add_report_parser(sub) -> None:
 
 def cmd_report(args) -> None:
     from vaelab import runs
-    from vaelab.report import ReportSettings, make_report, settings_problem
-    settings = flags.from_args(ReportSettings, args)
-    problem = settings_problem(settings, runs.read_config(args.run)["data"]["classes"])
+    from vaelab.report import ReportSettings, fitted, make_report, settings_problem
+    classes = runs.read_config(args.run)["data"]["classes"]
+    settings = fitted(flags.from_args(ReportSettings, args), classes)  # defaults kept to the data's classes
+    problem = settings_problem(settings, classes)
     if problem:
         args.report_parser.error(problem)  # usage line + message, exit status 2, like any bad flag
     print(f"wrote {make_report(args.run, settings)}")
@@ -336,14 +372,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    args.flags_given = {a.split("=")[0] for a in argv}
-    args.argv = argv
     try:
-        return args.handler(args) or 0
+        args = build_parser().parse_args(argv)
+        args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
+        args.argv = argv
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except VaelabError as e:
-        print(f"vaelab: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
+        if hasattr(e, "exit_code") and os.environ.get("RANK", "0") != "0":  # a stop: rank 0 says it once
+            return e.exit_code
+        return fail(str(e), getattr(e, "exit_code", 2))
     except KeyboardInterrupt:  # before training began, or outside it: nothing to save
         print("vaelab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vaelab train ... | head`: whatever reads the output has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return fail("the output was closed before the command finished (broken pipe, as with `| head`); "
+                    "send it to a file or a pager instead", 141)
+    except MemoryError:
+        return fail("out of memory: use smaller settings (a smaller model, --batch-size, -n or "
+                    "--eval-batch-size), or a machine with more memory")
+    except OSError as e:
+        return fail(f"{e.filename or 'a file'}: {e.strerror or e}: check that the path exists, is "
+                    f"readable or writable as needed, and that the disk has room")
+    except Exception as e:  # a bug: one line instead of a traceback, which VAELAB_TRACEBACK=1 shows
+        if os.environ.get("VAELAB_TRACEBACK"):
+            raise
+        return fail(f"internal error ({type(e).__name__}: {e}); this is a bug in vaelab: please report it "
+                    f"with the command line (VAELAB_TRACEBACK=1 shows where it happened)", 70)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"vaelab: error: {message}", file=sys.stderr)
+    return code

@@ -12,6 +12,32 @@ from vaelab.models import FAMILIES, option_fields
 from vaelab.options import flag_name, problem
 
 
+class Store(argparse.Action):
+    """argparse's "store", also noting the destination in `args.given`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", set()) | {self.dest}
+
+
+class StoreTrue(Store):
+    """argparse's "store_true", also noting the destination in `args.given`."""
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, const=True, default=default, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, True, option_string)
+
+
+def record_given(parser: argparse.ArgumentParser) -> None:
+    """Make every option later added to `parser` note in `args.given` that the command line gave
+    it, whatever its value and however abbreviated (--lat 4 gives latent_dim)."""
+    for name in (None, "store"):
+        parser.register("action", name, Store)
+    parser.register("action", "store_true", StoreTrue)
+
+
 def base_type(tp):
     """The type a flag converts to: int for `int | None`, etc."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
