@@ -10,7 +10,6 @@ per dimension, then the data in row-major order.
 CIFAR-10 binary: https://www.cs.toronto.edu/~kriz/cifar.html ("Binary version"): records of
 1 label byte and 3072 pixel bytes (1024 red, 1024 green, 1024 blue, each 32x32 row-major).
 """
-import gzip
 import math
 import tarfile
 import zlib
@@ -25,12 +24,14 @@ FIX = ("delete the file (vaelab downloads it again when it can) or download the 
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
+MAX_BYTES = 4 << 30  # the most one data file or array may hold once decompressed: 4 GiB (CIFAR-10's train set is 0.15)
 
 CIFAR_FOLDER = "cifar-10-batches-bin"
 CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_TEST = "test_batch.bin"
 CIFAR_META = "batches.meta.txt"
 CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte, then the red, green and blue planes
+CIFAR_BATCH = 10_000  # records in each batch file of the original
 
 
 def bad_file(source, problem: str) -> DataFormatError:
@@ -39,19 +40,40 @@ def bad_file(source, problem: str) -> DataFormatError:
 
 # ---- IDX -------------------------------------------------------------------------------------
 
-def gunzip_if_gzip(raw: bytes, source) -> bytes:
-    """The bytes themselves, or their decompression when they start with the gzip magic 1f 8b."""
+def too_large(source, size: int, what: str) -> DataFormatError:
+    return DataFormatError(f"{source}: {what} {size:,} bytes, more than vaelab reads from one data file "
+                           f"({MAX_BYTES:,} bytes, vaelab.data.formats.MAX_BYTES); use a smaller data set")
+
+
+def gunzip_if_gzip(raw: bytes, source, limit: int = MAX_BYTES) -> bytes:
+    """The bytes themselves, or at most `limit` bytes of their decompression when they start with
+    the gzip magic 1f 8b (every member of a multi-member file, as gzip reads them)."""
     if not raw.startswith(GZIP_MAGIC):
-        return raw
+        return raw[:limit]
+    out, size, rest = [], 0, raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        while rest and size < limit:
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = member.decompress(rest, limit - size)
+            out.append(part)
+            size += len(part)
+            if not member.eof:
+                if size < limit:
+                    raise zlib.error("the data end before the gzip stream does")
+                break
+            rest = member.unused_data.lstrip(b"\0")  # gzip pads some files with zero bytes
+            if rest and not rest.startswith(GZIP_MAGIC):
+                raise zlib.error("bytes after the gzip data that are not another gzip member")
+    except zlib.error as e:
         raise bad_file(source, f"corrupt or truncated gzip data ({str(e) or type(e).__name__})") from None
+    return b"".join(out)
 
 
 def parse_idx(raw: bytes, source, ndim: int) -> np.ndarray:
-    """An IDX file's content (gzipped or not) as a read-only uint8 array with `ndim` dimensions."""
-    data = gunzip_if_gzip(raw, source)
+    """An IDX file's content (gzipped or not) as a read-only uint8 array with `ndim` dimensions.
+    Only as many bytes are decompressed as the header promises (and one more, to see trailing
+    bytes), and the header may promise at most MAX_BYTES."""
+    data = gunzip_if_gzip(raw, source, 4 + 4 * ndim)
     if len(data) < 4:
         raise bad_file(source, f"not an IDX file: {len(data)} bytes, shorter than the 4-byte magic")
     if data[:2] != b"\x00\x00":
@@ -68,14 +90,20 @@ def parse_idx(raw: bytes, source, ndim: int) -> np.ndarray:
         raise bad_file(source, f"truncated IDX header: expected {header} bytes, got {len(data)}")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     expected = header + math.prod(shape)
+    if expected > MAX_BYTES:
+        raise too_large(source, expected, f"its header promises shape {shape}:")
+    data = gunzip_if_gzip(raw, source, expected + 1)
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "trailing bytes after the data"
-        raise bad_file(source, f"{problem}: shape {shape} needs {expected} bytes, got {len(data)}")
+        got = len(data) if len(data) < expected else "more"
+        raise bad_file(source, f"{problem}: shape {shape} needs {expected} bytes, got {got}")
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     try:
+        if Path(path).stat().st_size > MAX_BYTES:
+            raise too_large(path, Path(path).stat().st_size, "the file holds")
         raw = Path(path).read_bytes()
     except OSError as e:
         raise bad_file(path, f"cannot be read ({e.strerror or e})") from None
@@ -124,15 +152,27 @@ def parse_class_names(raw: bytes, source) -> tuple[str, ...]:
     return names
 
 
+def check_member_size(source, name: str, size: int) -> None:
+    """A batch holds at most CIFAR_BATCH records (the original's count); the class list is short."""
+    limit = 1 << 16 if name == CIFAR_META else CIFAR_BATCH * CIFAR_RECORD
+    if size > limit:
+        raise bad_file(source, f"{name} is {size:,} bytes, more than the original's "
+                               f"{limit:,} ({CIFAR_BATCH:,} records of {CIFAR_RECORD} bytes per batch)")
+
+
 def cifar_members_in_tar(path: Path) -> dict[str, bytes]:
-    """The CIFAR-10 members of a tar(.gz), read in one pass without extracting to disk."""
+    """The CIFAR-10 members of a tar(.gz), read in one pass without extracting to disk; each
+    member's size is checked from its header before it is read."""
     wanted = {f"{CIFAR_FOLDER}/{name}" for name in (*CIFAR_TRAIN, CIFAR_TEST, CIFAR_META)}
     found = {}
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:  # in archive order: no seeking back through the gzip stream
                 name = member.name.removeprefix("./")
+                if member.offset_data + member.size > MAX_BYTES:
+                    raise too_large(path, member.offset_data + member.size, "the archive unpacks to more than")
                 if name in wanted and member.isfile():
+                    check_member_size(path, name.split("/")[-1], member.size)
                     found[name.split("/")[-1]] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise bad_file(path, f"not a readable tar.gz archive ({str(e) or type(e).__name__})") from None
@@ -145,6 +185,7 @@ def cifar_members_in_folder(folder: Path) -> dict[str, bytes]:
     for name in (*CIFAR_TRAIN, CIFAR_TEST, CIFAR_META):
         path = Path(folder) / name
         if path.is_file():
+            check_member_size(path.parent, name, path.stat().st_size)
             try:
                 found[name] = path.read_bytes()
             except OSError as e:
