@@ -186,7 +186,8 @@ def test_evaluate_run_writes_every_number_and_figure(lab, monkeypatch):
     q = r["sample_quality"]
     assert q["frechet_distance"] > q["frechet_train_vs_test"] >= 0 and 0.1 <= q["mean_confidence"] <= 1
     assert len(q["class_shares"]) == 10 and sum(q["class_shares"]) == pytest.approx(1) and 0 <= q["balance"] <= 1
-    assert q["classifier"]["path"] == str(classifier_path("mnist-sample")) and classifier_path("mnist-sample").is_file()
+    path = classifier_path(load_dataset("mnist-sample"))  # keyed by the data's content
+    assert q["classifier"]["path"] == str(path) and path.is_file() and path.name.startswith("mnist-sample-")
     assert str(lab.root / "cache") in q["classifier"]["path"] and q["classifier"]["test_accuracy"] > 0.5
     assert list(r["figures"]) == ["eval_confusion"] and (lab.conv_dir / "figures" / "eval_confusion.png").is_file()
 

@@ -1,15 +1,19 @@
 """Sample quality, judged by a small convolutional classifier trained once per data set.
 
-    <cache>/classifiers/<dataset>.safetensors   the classifier, with its test accuracy in the
-                                                metadata (<cache> is pooch.os_cache("vaelab"),
-                                                ~/.cache/vaelab on Linux, or $XDG_CACHE_HOME/vaelab)
+    <cache>/classifiers/<dataset>-<hash>.safetensors   the classifier, with its test accuracy in
+                                        the metadata; <hash> is of the data's content (two npz files of
+                                        one name get two classifiers), and <dataset> keeps only letters,
+                                        digits, '-' and '_' (<cache> is pooch.os_cache("vaelab"),
+                                        ~/.cache/vaelab on Linux, or $XDG_CACHE_HOME/vaelab)
 
 From it: the Fréchet distance between its penultimate-layer features of generated images and of
 the test images (a classifier-feature Fréchet distance: the formula of FID, but on this small
 classifier's features, so its values are not comparable with published FIDs), and the mean
 confidence and class balance of its predictions on the generated images.
 """
+import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -46,9 +50,23 @@ class Classifier(nn.Module):
         return self.head(self.features(x))  # logits
 
 
-def classifier_path(dataset: str) -> Path:
+def classifier_path(data) -> Path:
+    """The cached classifier of `data` (a vaelab.data.ImageData), named by its content."""
     import pooch
-    return Path(pooch.os_cache("vaelab")) / "classifiers" / f"{dataset}.safetensors"
+    folder = Path(pooch.os_cache("vaelab")) / "classifiers"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", data.name)[-40:].strip("_") or "data"
+    path = folder / f"{name}-{fingerprint(data)}.safetensors"
+    assert path.parent == folder  # only letters, digits, - and _ above: no way out of the folder
+    return path
+
+
+def fingerprint(data) -> str:
+    """16 hex digits of SHA-256 over the images, labels and class names of both splits."""
+    digest = hashlib.sha256(json.dumps([list(data.classes), list(data.image_shape)]).encode())
+    for t in (data.train_x, data.train_y, data.test_x, data.test_y):
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def train_classifier(data, epochs: int = 3, seed: int = 0, device="cpu", batch_size: int = 128):
@@ -90,8 +108,16 @@ def load_classifier(path: Path, device="cpu"):
                               f"or pass --retrain-classifier, and it is trained again") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has format {meta.get('format')!r}, not {FORMAT!r}; delete it or pass --retrain-classifier")
-    model = Classifier(info["image_shape"], info["num_classes"])
-    model.load_state_dict(tensors)
+    try:
+        with torch.device("meta"):  # shapes first: the description alone must not size the memory taken
+            probe = Classifier(info["image_shape"], info["num_classes"]).state_dict()
+        if {k: v.shape for k, v in probe.items()} != {k: v.shape for k, v in tensors.items()}:
+            raise ValueError("its tensors do not have the classifier's names and shapes")
+        model = Classifier(info["image_shape"], info["num_classes"])
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a wrong shape, or a tampered description
+        raise CheckpointError(f"{path} does not hold the classifier it describes ({e}); delete it, or pass "
+                              f"--retrain-classifier, and it is trained again") from None
     return model.to(device).eval(), info
 
 
@@ -102,7 +128,7 @@ def default_epochs(train_size: int) -> int:
 
 def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool = False):
     """(classifier, info): the cached one for `data`, or one trained now (and cached)."""
-    path = classifier_path(data.name)
+    path = classifier_path(data)
     epochs = epochs or default_epochs(len(data.train_x))
     if path.is_file() and not retrain:
         model, info = load_classifier(path, device)
