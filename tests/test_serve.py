@@ -218,7 +218,7 @@ def test_nan_and_infinity_are_refused(client, raw):
 
 
 def test_broken_json_and_a_huge_body_are_refused(client):
-    response = client.post("/api/decode", content=b'{"plane": [0,')
+    response = client.post("/api/decode", content=b'{"plane": [0,', headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["field"] == "body"
     response = client.post("/api/encode", content=b"[" + b"0," * serve.MAX_BODY + b"0]")
     assert response.status_code == 413 and "body" in response.json()["detail"]

@@ -10,6 +10,10 @@ Runs are addressed by their index in that start-up table, so no request ever nam
 {"detail": "FIELD: what is wrong", "field": "FIELD"}. The request and response shapes are in
 docs/explorer-api.md.
 
+What every request must pass before it reaches the API (its Host and Origin, JSON bodies only,
+size, nesting and time limits, a cap on connections) and the headers of every response are in
+vaelab/server.py.
+
 The web framework (Starlette) and server (uvicorn) are the optional extra `vaelab[serve]`. They
 are imported inside `create_app` and `serve` only, so `import vaelab`, the CLI and training never
 need them.
@@ -17,7 +21,7 @@ need them.
 import base64
 import json
 import math
-import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,26 +31,19 @@ import torch
 from vaelab import latent, runs
 from vaelab.errors import VaelabError
 from vaelab.images import png_bytes, tile, to_uint8
+from vaelab.server import (MAX_BODY, BadField, Guard, address, allowed_hosts, guarded_protocol,  # noqa: F401
+                           is_loopback, listen, read_body)
 
 MAX_POINTS = latent.SCATTER_POINTS  # test images on the scatter, as in the report's (figure 3)
 MAX_GRID = 31        # n of the n x n manifold grid (the exercises use 15 and 31)
 MAX_STEPS = 32       # images in an interpolation strip
 MIN_LIMIT = 10.0     # |coordinate| bound of z and plane points; raised for runs whose data reach further
-MAX_BODY = 1 << 20   # bytes of a request body; a 3x32x32 image as JSON is well under 100 kB
 SLOW = ("interpolate", "grid")  # endpoints that decode many images: run in a worker thread
 STATIC = {"/": ("explorer.html", "text/html; charset=utf-8"),
           "/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
           "/explorer.css": ("explorer.css", "text/css; charset=utf-8")}
 # The page may talk to this server only; decoded images arrive as data: URLs.
-PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
-
-
-class BadField(Exception):
-    """A request field that fails its check: answered with HTTP `status` naming the field."""
-
-    def __init__(self, field: str, problem: str, status: int = 422):
-        super().__init__(f"{field}: {problem}")
-        self.field, self.status = field, status
+PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 
 # ---- runs, loaded once at start-up -------------------------------------------------------------
@@ -288,8 +285,9 @@ def read_range(body: dict, field: str, run: Run) -> np.ndarray:
 
 # ---- the web app ---------------------------------------------------------------------------------
 
-def create_app(runs: list[Run]):
-    """The Starlette app serving the page and /api/... over `runs` (from `load_runs`)."""
+def create_app(runs: list[Run], hosts: tuple[str, ...] | None = None):
+    """The Starlette app serving the page and /api/... over `runs` (from `load_runs`); with `hosts`,
+    only requests whose Host header names one of them, or the address they arrived at, are answered."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -304,7 +302,7 @@ def create_app(runs: list[Run]):
 
     def refuse(request, error: BadField):
         return JSONResponse({"detail": str(error), "field": error.field}, status_code=error.status)
-    return Starlette(routes=routes, exception_handlers={BadField: refuse})
+    return Guard(Starlette(routes=routes, exception_handlers={BadField: refuse}), hosts)
 
 
 def page(content: bytes, kind: str):
@@ -328,20 +326,6 @@ def json_endpoint(method, in_thread: bool):
     return endpoint
 
 
-async def read_body(request):
-    size = 0
-    chunks = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise BadField("body", f"larger than {MAX_BODY // 1024} kB; send one image or a few numbers", 413)
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadField("body", f"is not valid JSON ({e})", 400) from None
-
-
 # ---- the server ------------------------------------------------------------------------------------
 
 def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -353,34 +337,15 @@ def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000) -> None:
         raise VaelabError("the explorer needs its web server: pip install 'vaelab[serve]'") from None
     with listen(host, port) as sock:  # before the runs load, so a busy port fails at once
         torch.set_num_threads(1)  # single decodes are latency-bound; more threads only add hand-offs
-        app = create_app(load_runs(run_dirs))
+        app = create_app(load_runs(run_dirs), allowed_hosts(host, sock))
         print(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)", flush=True)
+        if not is_loopback(sock.getsockname()[0]):
+            print(f"vaelab explorer: warning: listening on {host}, so anyone who can reach this machine can use "
+                  f"the explorer, which has no login; --host 127.0.0.1 keeps it to this machine", file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level="warning", http=guarded_protocol(), timeout_keep_alive=5)
         try:
-            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+            uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the intent
             print("vaelab explorer: stopped")
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Its protocol is set to TCP explicitly: asyncio then turns Nagle's
-    algorithm off per connection, which otherwise holds each small response back by ~40 ms."""
-    try:
-        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                           flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as e:
-        raise VaelabError(f"cannot listen on {host}:{port} ({e.strerror or e}); check --host") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(where)
-        sock.listen()
-    except OSError as e:
-        sock.close()
-        raise VaelabError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
-                          f"pick another --port or --host") from None
-    return sock
-
-
-def address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
