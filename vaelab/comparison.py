@@ -53,7 +53,7 @@ class CompareSettings:
                     parse=grid_size)
     label: int = opt(4, "class decoded by conditional models' grids", min=0)
     quality_samples: int = opt(10_000, "images generated per run for sample quality; 0 skips it", min=0,
-                               max=100_000, parse=sample_count)
+                               cap=100_000, parse=sample_count)
     classifier_epochs: int | None = opt(None, "epochs of the sample-quality classifier when first trained for a "
                                               "data set; None: 3 on a full set, up to 15 on a small one", min=1)
 

@@ -19,7 +19,8 @@ MAX_SEED = 2 ** 63 - 1  # torch and numpy take seeds from 0 up to here
 
 
 def opt(default, help: str, **checks):
-    """A dataclass field with its help and checks (min, max: inclusive; above: exclusive; choices).
+    """A dataclass field with its help and checks (min, max: inclusive; above: exclusive; choices;
+    cap: the largest value vaelab accepts because of what it costs).
     `flag` names the flag when the field's name cannot (range_ -> --range)."""
     return field(default=default, metadata={"help": help, **checks})
 
@@ -47,6 +48,8 @@ def problem(name: str, value, meta) -> str | None:
         return f"{flag} must be at least {meta['min']}, got {value!r}"
     if "max" in meta and value > meta["max"]:
         return f"{flag} must be at most {meta['max']}, got {value!r}"
+    if "cap" in meta and value > meta["cap"]:  # a bound on what a value may cost, not on its meaning
+        return f"{flag} must be at most {meta['cap']} (vaelab's limit), got {value!r}"
     if "above" in meta and value <= meta["above"]:
         return f"{flag} must be greater than {meta['above']}, got {value!r}"
     return None

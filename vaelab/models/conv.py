@@ -28,9 +28,9 @@ from vaelab.options import check
 class ConvConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
-    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "max": 4096})
-    dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1, "max": 16384})
-    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated", "min": 1, "max": 1024})
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
+    dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1, "cap": 16384})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated", "min": 1, "cap": 1024})
     label_merge: str = field(default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")})
     last_stride: int = field(default=1, metadata={"help": "stride of the decoder's last transposed convolution: 1 (after "
                                                           "one transposed convolution per encoder convolution) or 2 (one "

@@ -20,9 +20,9 @@ from vaelab.options import check
 class MLPConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
-    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "max": 4096})
-    hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1, "max": 16384})
-    hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1, "max": 16})
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
+    hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1, "cap": 16384})
+    hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1, "cap": 16})
     activation: str = field(default="relu", metadata={"help": "activation of the hidden layers", "choices": ("relu", "tanh")})
 
     def __post_init__(self):
