@@ -11,6 +11,8 @@ from pathlib import Path
 
 from vaelab.errors import VaelabError
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 FIXES = {errno.ENOSPC: "the disk is full: free some space, or write to another disk",
          errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk",
          errno.EACCES: "there is no permission to write there: pick a folder you can write to",
@@ -18,7 +20,8 @@ FIXES = {errno.ENOSPC: "the disk is full: free some space, or write to another d
          errno.EROFS: "the file system is read-only: pick a folder on a writable disk",
          errno.ENOENT: "its folder does not exist (was it removed?): create it, or pick another folder",
          errno.ENOTDIR: "a part of the path is a file, not a folder: pick another path",
-         errno.EISDIR: "a folder is in the way: remove it, or pick another path"}
+         errno.EISDIR: "a folder is in the way: remove it, or pick another path",
+         errno.ELOOP: "a symbolic link is in the way of a file vaelab writes: remove it"}
 
 
 def storage_error(path, error: OSError, doing: str = "write") -> VaelabError:
@@ -30,8 +33,8 @@ def storage_error(path, error: OSError, doing: str = "write") -> VaelabError:
 def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
+    try:  # O_NOFOLLOW: a link planted where the temporary file goes is refused, never written through
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -27,6 +27,7 @@ def commit(folder: Path, files: dict[str, bytes], allowed: re.Pattern) -> None:
     that match `allowed`."""
     folder = Path(folder)
     stage = folder / STAGE
+    assert all(allowed.fullmatch(name) for name in files), list(files)
     recover(folder, allowed)
     try:
         stage.mkdir()
@@ -42,6 +43,7 @@ def commit(folder: Path, files: dict[str, bytes], allowed: re.Pattern) -> None:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     atomic_write(stage / MANIFEST, json.dumps(list(files)).encode())  # the commit point
+    sync_folder(stage)  # the staged files and the manifest outlast a power cut before any rename
     finish(folder, list(files))
 
 

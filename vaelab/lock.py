@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vaelab.errors import VaelabError
-from vaelab.files import storage_error
+from vaelab.files import NOFOLLOW, storage_error
 
 try:
     import fcntl
@@ -32,8 +32,8 @@ class RunLock:
         self.file = None
 
     def __enter__(self):
-        try:
-            self.file = open(self.path, "a+")
+        try:  # never through a symbolic link: truncating it would empty another file
+            self.file = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666), "r+")
         except OSError as e:
             raise storage_error(self.path, e, "create the lock file") from None
         if fcntl is not None:
@@ -55,7 +55,7 @@ class RunLock:
         """' (pid N: COMMAND)' from the lock file, or '' when it cannot be read."""
         try:
             self.file.seek(0)
-            info = json.loads(self.file.read() or "{}")
+            info = json.loads(self.file.read(1 << 16) or "{}")
             return f" (pid {int(info['pid'])}: {' '.join(map(str, info['command']))})"
         except (ValueError, KeyError, TypeError, OSError):
             return ""
