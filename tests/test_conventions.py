@@ -1,7 +1,6 @@
 """What practitioners expect: callbacks, TensorBoard with the embedding projector, exported models
 that run without vaelab, weights loadable in plain PyTorch, and packaging that says what it needs."""
 import ast
-import json
 import re
 import subprocess
 import sys

@@ -27,7 +27,7 @@ from vaelab.errors import DataFormatError, VaelabError
 from vaelab.files import atomic_write
 from vaelab.models import build_model, make_config
 from vaelab.quality import classifier_path
-from vaelab.train import train
+from vaelab.training import train
 
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
              "t10k-labels-idx1-ubyte.gz")

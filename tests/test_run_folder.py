@@ -24,7 +24,7 @@ from vaelab import cli, journal, runs
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.lock import RunInUse, RunLock
-from vaelab.train import resume, train
+from vaelab.training import resume, train
 
 SETTINGS = dict(model="mlp", dataset="mnist-sample", batch_size=500, seed=7)  # 8 steps an epoch
 TRAIN = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "500", "--seed", "7",
