@@ -125,6 +125,7 @@ RUN_BELOW = {  # the other subcommands, with what each must print
                  "L_3"),
     "sweep": (["sweep", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "500",
                "--latent-dim", "2,3", "--out", "{tmp}/sweep"], "wrote {tmp}/sweep/sweep.md"),
+    "export": (["export", "{run}", "--format", "torchscript", "--out", "{tmp}/export"], "wrote {tmp}/export/encoder"),
 }
 
 

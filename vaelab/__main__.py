@@ -17,11 +17,13 @@ def main() -> int:
     if main_thread:
         previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
     try:
-        from vaelab.cli import main as cli_main
+        from vaelab import cli
+        if cli.chosen_command(sys.argv[1:]):  # a subcommand will need PyTorch: load it here, where Ctrl-C waits
+            import torch  # noqa: F401  (`vaelab --help` skips it and answers at once)
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
-    code = interrupted() if noted else cli_main()
+    code = interrupted() if noted else cli.main()
     if code == INTERRUPTED:  # leave now: had Ctrl-C landed inside code that an extension ran through
         sys.stdout.flush()   # PyRun_String, Python would still end the process by SIGINT at exit
         sys.stderr.flush()

@@ -3,7 +3,8 @@
 Every subcommand follows one convention: `add_NAME_parser` declares its flags (those of settings
 come from the settings dataclasses, through vaelab/flags.py), and `cmd_NAME` calls one library
 function and prints what it returns. The library never parses a flag or prints a result.
-Library modules are imported inside the commands, so `vaelab --help` starts quickly.
+Library modules (and with them PyTorch) are imported inside the commands, and only the chosen
+subcommand's flags are built, so `vaelab --help` answers at once.
 """
 import argparse
 import math
@@ -12,69 +13,30 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from vaelab import flags
-from vaelab.config import RESUME_OVERRIDES, TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.options import MAX_SEED
 
 MAX_SAMPLES = 10_000  # images of one `vaelab sample` grid: 10,000 28x28 digits are a 5,600-pixel square PNG
 
-
-# ---- argument types --------------------------------------------------------------------------
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text!r}")
-    return value
-
-
-def image_shape(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}")
-    return tuple(int(p) for p in parts)
-
-
-def bounded(low: int, high: int, what: str):
-    """A flag type for a whole number from `low` to `high`; `what` says why the bound is there."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number from {low} to {high:,} ({what}), got {text!r}")
-        return value
-    return parse
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
-    return int(text)
-
-
-def without_flag(argv: list[str], flag: str) -> list[str]:
-    """argv less `flag VALUE` or `flag=VALUE`."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == flag:
-            skip = True
-        elif not a.startswith(flag + "="):
-            out.append(a)
-    return out
+HELP = {  # one line per subcommand: all `vaelab --help` needs, so it imports nothing heavy
+    "data": "list the data sets, where each was found or why not",
+    "summary": "print a model's layers, output shapes and parameter counts",
+    "train": "train a model and write a run folder",
+    "sample": "write a PNG grid of images generated from z ~ N(0, I)",
+    "demo": "train the conv VAE on MNIST (or the bundled sample offline) in one command",
+    "report": "write RUN/figures/*.png and RUN/report.html",
+    "compare": "compare runs: a table with sample quality, test curves, latent scatters, samples and manifolds",
+    "evaluate": "score a run: ELBO, importance-weighted bound, latent classifiers, sample quality; writes RUN/eval.json",
+    "sweep": "train one run per value of one setting (e.g. --latent-dim 2,4,8,16,32); table and figure",
+    "export": "write a run's decoder and encoder as ONNX or TorchScript files that run without vaelab",
+    "serve": "open the latent-space explorer (a web page) for one or more runs",
+}
 
 
 # ---- data, summary -------------------------------------------------------------------------------
 
 def add_data_parser(sub) -> None:
-    p = sub.add_parser("data", help="list the data sets, where each was found or why not")
+    p = sub.add_parser("data", help=HELP["data"])
     p.add_argument("--data-dir", help="also look in this folder")
     p.set_defaults(handler=cmd_data)
 
@@ -85,16 +47,18 @@ def cmd_data(args) -> None:
 
 
 def add_summary_parser(sub) -> None:
+    from vaelab import flags
     from vaelab.models import MODELS
-    p = sub.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
+    p = sub.add_parser("summary", help=HELP["summary"])
     p.add_argument("model", choices=tuple(MODELS))
-    p.add_argument("--image-shape", type=image_shape, default=(1, 28, 28), help="C,H,W of the input (default: 1,28,28)")
-    p.add_argument("--num-classes", type=positive_int, default=10, help="classes, for conditional models (default: 10)")
+    p.add_argument("--image-shape", type=flags.image_shape, default=(1, 28, 28), help="C,H,W of the input (default: 1,28,28)")
+    p.add_argument("--num-classes", type=flags.positive_int, default=10, help="classes, for conditional models (default: 10)")
     flags.add_model_options(p)
     p.set_defaults(handler=cmd_summary)
 
 
 def cmd_summary(args) -> None:
+    from vaelab import flags
     from vaelab.models import build_model, make_config
     from vaelab.summary import format_summary
     config = make_config(args.model, args.image_shape, args.num_classes, **flags.model_options(args))
@@ -104,7 +68,9 @@ def cmd_summary(args) -> None:
 # ---- train, sample, demo -------------------------------------------------------------------------
 
 def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model and write a run folder")
+    from vaelab import flags
+    from vaelab.config import RESUME_OVERRIDES, TrainConfig
+    p = sub.add_parser("train", help=HELP["train"])
     flags.record_given(p)  # args.given: the flags a --resume would otherwise ignore
     flags.add_fields(p, TrainConfig)
     flags.add_model_options(p)
@@ -119,19 +85,21 @@ def add_train_parser(sub) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html at the end")
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard/: scalars per step and "
                    "epoch, reconstructions, and the test codes in the embedding projector (pip install tensorboard)")
-    p.add_argument("--nproc", type=positive_int, help="train with N processes on this machine via torch.distributed "
+    p.add_argument("--nproc", type=flags.positive_int, help="train with N processes on this machine via torch.distributed "
                    "(same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays the global batch)")
     p.set_defaults(handler=cmd_train)
 
 
 def cmd_train(args) -> int | None:
+    from vaelab import flags
+    from vaelab.config import RESUME_OVERRIDES, TrainConfig
     from vaelab import distributed
     from vaelab.callbacks import TensorBoard
     from vaelab.training import resume, train
     if args.resume:
         check_resume_flags(args.given)
     if args.nproc and not distributed.launched():
-        return distributed.launch(args.nproc, without_flag(args.argv, "--nproc"))
+        return distributed.launch(args.nproc, flags.without_flag(args.argv, "--nproc"))
     try:
         callbacks = [TensorBoard()] if args.tensorboard else []
         if args.resume:
@@ -156,6 +124,7 @@ def cmd_train(args) -> int | None:
 
 def take_saved_settings(args, path: str) -> None:
     """Fill every training setting and model option not given as a flag from a run's config.json."""
+    from vaelab.config import TrainConfig
     from dataclasses import fields
     from vaelab.files import read_json
     from vaelab.models import MODELS, get_preset, option_fields
@@ -173,12 +142,11 @@ def take_saved_settings(args, path: str) -> None:
             setattr(args, f.name, tuple(value) if isinstance(value, list) else value)
 
 
-RESUME_FLAGS = ("resume", "no_progress", "no_report", "nproc", "tensorboard", *RESUME_OVERRIDES)  # what --resume reads
-
-
 def check_resume_flags(given: set) -> None:
     """Refuse the flags a --resume would ignore: the run's own settings decide everything else."""
-    ignored = sorted(given - set(RESUME_FLAGS))
+    from vaelab import flags
+    from vaelab.config import RESUME_OVERRIDES
+    ignored = sorted(given - {"resume", "no_progress", "no_report", "nproc", "tensorboard", *RESUME_OVERRIDES})
     if ignored:
         may = ", ".join(flags.flag_name(k) for k in RESUME_OVERRIDES)
         raise VaelabError(f"--resume continues a run with the settings saved in it, so "
@@ -187,14 +155,14 @@ def check_resume_flags(given: set) -> None:
                           f"with --out")
 
 
-
 def add_sample_parser(sub) -> None:
-    p = sub.add_parser("sample", help="write a PNG grid of images generated from z ~ N(0, I)")
+    from vaelab import flags
+    p = sub.add_parser("sample", help=HELP["sample"])
     p.add_argument("run", help="run folder")
-    p.add_argument("-n", type=bounded(1, MAX_SAMPLES, "the most one grid holds"), default=16,
+    p.add_argument("-n", type=flags.bounded(1, MAX_SAMPLES, "the most one grid holds"), default=16,
                    help=f"number of images, 1 to {MAX_SAMPLES:,} (default: 16)")
     p.add_argument("--label", type=int, help="class to generate, for conditional models")
-    p.add_argument("--seed", type=bounded(0, MAX_SEED, "the seeds torch takes"), default=0, help="seed of z (default: 0)")
+    p.add_argument("--seed", type=flags.bounded(0, MAX_SEED, "the seeds torch takes"), default=0, help="seed of z (default: 0)")
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
     p.set_defaults(handler=cmd_sample)
 
@@ -211,8 +179,9 @@ def cmd_sample(args) -> None:
 
 
 def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train the conv VAE on MNIST (or the bundled sample offline) in one command")
-    p.add_argument("--epochs", type=positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")
+    from vaelab import flags
+    p = sub.add_parser("demo", help=HELP["demo"])
+    p.add_argument("--epochs", type=flags.positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")
     p.add_argument("--out", help="run folder (default: runs/demo-DATASET-TIMESTAMP)")
     p.set_defaults(handler=cmd_demo)
 
@@ -225,14 +194,16 @@ def cmd_demo(args) -> None:
 # ---- report, compare, evaluate, sweep ------------------------------------------------------------
 
 def add_report_parser(sub) -> None:
+    from vaelab import flags
     from vaelab.report import ReportSettings
-    p = sub.add_parser("report", help="write RUN/figures/*.png and RUN/report.html")
+    p = sub.add_parser("report", help=HELP["report"])
     p.add_argument("run", help="run folder")
     flags.add_fields(p, ReportSettings)
     p.set_defaults(handler=cmd_report, report_parser=p)
 
 
 def cmd_report(args) -> None:
+    from vaelab import flags
     from vaelab import runs
     from vaelab.report import ReportSettings, fitted, make_report, settings_problem
     classes = runs.read_config(args.run)["data"]["classes"]
@@ -244,9 +215,9 @@ def cmd_report(args) -> None:
 
 
 def add_compare_parser(sub) -> None:
+    from vaelab import flags
     from vaelab.comparison import CompareSettings
-    p = sub.add_parser("compare", help="compare runs: a table with sample quality, test curves, latent scatters, "
-                                       "samples and manifold grids side by side")
+    p = sub.add_parser("compare", help=HELP["compare"])
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     p.add_argument("--out", help="folder for compare.html and its figures (default: runs/compare-TIMESTAMP)")
     flags.add_fields(p, CompareSettings, skip=("classifier_epochs",))
@@ -254,6 +225,7 @@ def add_compare_parser(sub) -> None:
 
 
 def cmd_compare(args) -> None:
+    from vaelab import flags
     from vaelab.comparison import CompareSettings, compare_runs
     out = Path(args.out or f"runs/compare-{datetime.now():%Y%m%d-%H%M%S}")
     path = compare_runs(args.runs, out, flags.from_args(CompareSettings, args))
@@ -262,9 +234,9 @@ def cmd_compare(args) -> None:
 
 
 def add_evaluate_parser(sub) -> None:
+    from vaelab import flags
     from vaelab.evaluation import EvalConfig
-    p = sub.add_parser("evaluate", help="score a run: ELBO, importance-weighted bound, latent classifiers, "
-                                        "sample quality; writes RUN/eval.json")
+    p = sub.add_parser("evaluate", help=HELP["evaluate"])
     p.add_argument("run", help="run folder")
     flags.add_fields(p, EvalConfig)
     p.add_argument("--retrain-classifier", action="store_true", help="train the sample-quality classifier again even if one is cached")
@@ -273,6 +245,7 @@ def add_evaluate_parser(sub) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from vaelab import flags
     from dataclasses import asdict
     from vaelab import runs
     from vaelab.evaluation import EvalConfig, evaluate_run, format_result
@@ -284,8 +257,10 @@ def cmd_evaluate(args) -> None:
 
 
 def add_sweep_parser(sub) -> None:
+    from vaelab import flags
+    from vaelab.config import TrainConfig
     from vaelab.sweeps import SweepSettings
-    p = sub.add_parser("sweep", help="train one run per value of one setting (e.g. --latent-dim 2,4,8,16,32); table and figure")
+    p = sub.add_parser("sweep", help=HELP["sweep"])
     flags.add_fields(p, TrainConfig, lists=True)
     flags.add_model_options(p, lists=True)
     p.add_argument("--out", help="sweep folder (default: runs/sweep-SETTING-TIMESTAMP)")
@@ -296,6 +271,7 @@ def add_sweep_parser(sub) -> None:
 
 def swept_setting(args, names) -> tuple[str, tuple]:
     """(name, values) of the one flag given several values; the others become single values."""
+    from vaelab import flags
     multi = [n for n in names if isinstance(getattr(args, n, None), tuple) and len(getattr(args, n)) > 1]
     named = ", ".join(flags.flag_name(n) for n in multi)
     if len(multi) != 1:
@@ -309,6 +285,8 @@ def swept_setting(args, names) -> tuple[str, tuple]:
 
 
 def cmd_sweep(args) -> None:
+    from vaelab import flags
+    from vaelab.config import TrainConfig
     from vaelab.sweeps import SweepSettings, sweep
     name, values = swept_setting(args, args.numeric)
     s = flags.from_args(SweepSettings, args)
@@ -323,7 +301,7 @@ def cmd_sweep(args) -> None:
 
 def add_export_parser(sub) -> None:
     from vaelab.export import FORMATS, PARTS
-    p = sub.add_parser("export", help="write a run's decoder and encoder as ONNX or TorchScript files that run without vaelab")
+    p = sub.add_parser("export", help=HELP["export"])
     p.add_argument("run", help="run folder")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (onnxruntime, browsers) or torchscript "
                                                                      "(torch.jit.load) (default: onnx)")
@@ -341,10 +319,11 @@ def cmd_export(args) -> None:
 # ---- serve ---------------------------------------------------------------------------------------
 
 def add_serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="open the latent-space explorer (a web page) for one or more runs")
+    from vaelab import flags
+    p = sub.add_parser("serve", help=HELP["serve"])
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders; the page has a run picker when there are several")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    p.add_argument("--port", type=flags.port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -360,20 +339,32 @@ SUBCOMMANDS = (add_data_parser, add_summary_parser, add_train_parser, add_sample
                add_demo_parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand's flags, or, given the command line, only its subcommand's
+    (the others are listed with their help line): building train's flags imports PyTorch."""
     import vaelab
     parser = argparse.ArgumentParser(prog="vaelab", description="Train, evaluate and explore VAEs on small image data sets.")
     parser.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = None if argv is None else chosen_command(argv)
     for add in SUBCOMMANDS:
-        add(sub)
+        name = add.__name__.removeprefix("add_").removesuffix("_parser")
+        if argv is None or name == chosen:
+            add(sub)
+        else:
+            sub.add_parser(name, help=HELP[name])
     return parser
+
+
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand the command line names, if any (the top level takes no option with a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
         args.argv = argv
         code = args.handler(args) or 0

@@ -8,7 +8,6 @@ up with the epoch's first images, so an epoch takes as many steps as a DataLoade
 partial batch.
 """
 import signal
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -31,6 +30,7 @@ from vaelab.losses import mmd, vae_loss
 from vaelab.models import build_model, custom, get_preset, make_config
 from vaelab.pixels import binarize, binarized_set, binarized_train_set, to_float
 from vaelab.progress import bar as progress_bar
+from vaelab.stopping import Interrupted, StopSignals, stop_requested
 
 METRIC_KEYS = ("total", "recon", "kl")
 
@@ -240,41 +240,6 @@ def resume(run_dir: str | Path, progress: bool = True, model: torch.nn.Module | 
             changed = {**saved, "train": asdict(cfg)} if asdict(cfg) != saved["train"] else None
             return fit(cfg, model, data, run_dir, stop, ranks, progress=progress, resume=True, config=changed,
                        callbacks=callbacks)
-
-
-class Interrupted(VaelabError):
-    """Training stopped by SIGINT or SIGTERM after a checkpoint was written."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-class StopSignals:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
-
-    def __enter__(self):
-        self.signum = None
-        self.active = threading.current_thread() is threading.main_thread()
-        if self.active:
-            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def handle(self, signum, _frame):
-        self.signum = signum
-
-    def __exit__(self, *_):
-        if self.active:
-            for s, handler in self.previous.items():
-                signal.signal(s, handler)
-
-
-def stop_requested(stop: "StopSignals", step: int, steps: int, device, ranks: Ranks) -> bool:
-    """Whether a signal asked to stop; several processes agree every 25 steps and at epoch end."""
-    if ranks.world == 1:
-        return stop.signum is not None
-    due = step % 25 == 24 or step == steps - 1
-    return due and distributed.any_rank(stop.signum is not None, device, ranks)
 
 
 def match_layouts(optimizer) -> None:

@@ -1,0 +1,43 @@
+"""Stopping training cleanly: SIGINT/SIGTERM become a flag the loop reads after each step, so the
+step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status."""
+import signal
+import threading
+
+from vaelab import distributed
+from vaelab.distributed import Ranks
+from vaelab.errors import VaelabError
+
+
+class Interrupted(VaelabError):
+    """Training stopped by SIGINT or SIGTERM after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
+
+    def __enter__(self):
+        self.signum = None
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, _frame):
+        self.signum = signum
+
+    def __exit__(self, *_):
+        if self.active:
+            for s, handler in self.previous.items():
+                signal.signal(s, handler)
+
+
+def stop_requested(stop: "StopSignals", step: int, steps: int, device, ranks: Ranks) -> bool:
+    """Whether a signal asked to stop; several processes agree every 25 steps and at epoch end."""
+    if ranks.world == 1:
+        return stop.signum is not None
+    due = step % 25 == 24 or step == steps - 1
+    return due and distributed.any_rank(stop.signum is not None, device, ranks)
