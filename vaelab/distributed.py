@@ -83,6 +83,12 @@ def share(value, ranks: Ranks):
     return box[0]
 
 
+def wait_for_all(ranks: Ranks) -> None:
+    """Return when every rank has come here (at once with one process)."""
+    if ranks.world > 1:
+        dist.barrier()
+
+
 def wrap(model: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
     if ranks.world == 1:
         return model

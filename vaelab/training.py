@@ -296,11 +296,11 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
 
     def checkpoint(epochs_done, step, sums, seconds, order_state):
         sums = sum_all(sums, ranks) / ranks.world  # every rank resumes from the mean partial sums
-        if not ranks.main:
-            return
-        rng = {**rng_state(order, device), "order": order_state}
-        where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
-        runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer, where, rng)
+        if ranks.main:
+            rng = {**rng_state(order, device), "order": order_state}
+            where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer, where, rng)
+        distributed.wait_for_all(ranks)  # the others stop once it is written (see the end of fit)
 
     for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
         order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
@@ -366,7 +366,8 @@ def fit(cfg: TrainConfig, model, data: ImageData, run_dir: Path, stop: "StopSign
             print(notice, flush=True)
     for callback in callbacks:
         callback.on_train_end(run_dir)
-    return run_dir
+    distributed.wait_for_all(ranks)  # leave together: a gloo process that tore its group down while
+    return run_dir                   # rank 0 still wrote the last epoch aborted ("terminate called")
 
 
 def tell_step(callbacks, step: int, loss: torch.Tensor, optimizer, beta, epoch: int) -> None:
