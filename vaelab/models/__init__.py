@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import VAE, init_like_keras
+from vaelab.models.common import VAE
 from vaelab.models.conv import ConvConfig, ConvDecoder, ConvEncoder
 from vaelab.models.mlp import MLPConfig, MLPDecoder, MLPEncoder
 
@@ -91,7 +91,7 @@ def build_model(name: str, config) -> nn.Module:
         raise VaelabError(f"model '{name}' with {options_text(config)} would have {size:,} parameters, over "
                           f"vaelab's limit of {MAX_PARAMS:,} (vaelab.models.MAX_PARAMS); choose smaller options")
     model = VAE(config, encoder_cls(config), decoder_cls(config))
-    init_like_keras(model.encoder)  # the decoder keeps PyTorch's default: see init_like_keras
+    model.encoder.init_weights()  # the decoder keeps PyTorch's default: see common.init_like_keras
     return model
 
 

@@ -110,7 +110,8 @@ def check_data_fields(config) -> None:
 
 def init_like_keras(module: nn.Module) -> None:
     """Glorot-uniform weights and zero biases, as in the Keras models the assignments use. The
-    models give it their encoder only; the decoder keeps PyTorch's default (weights and biases
+    encoders call it from their init_weights (the conv encoder then raises its Dense layer's bias,
+    vaelab/models/conv.py); the decoder keeps PyTorch's default (weights and biases
     uniform in +-1/sqrt(fan_in)).
 
     Encoder: from PyTorch's default the conv model's 14-unit ReLU layer dies more often in the

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import check_data_fields, one_hot
+from vaelab.models.common import check_data_fields, init_like_keras, one_hot
 from vaelab.options import check
+
+DENSE_BIAS = 0.3  # the encoder's Dense ReLU layer starts with this bias: ConvEncoder.init_weights
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,19 @@ class ConvEncoder(nn.Module):
         self.dense = nn.Linear(prod(c.bottom_shape), c.dense_dim)
         self.mu = nn.Linear(c.dense_dim, c.latent_dim)
         self.logvar = nn.Linear(c.dense_dim, c.latent_dim)
+
+    def init_weights(self) -> None:
+        """Glorot with zero biases (init_like_keras), then DENSE_BIAS on the Dense ReLU layer.
+
+        With zero biases, half of the 14 units start below their kink for a given image and Adam's
+        first steps push most of them there for every image: after 2 epochs on Fashion-MNIST
+        (batch 128, 3 seeds) only 4-6 of the 14 were alive, and the test -ELBO was 273.5 against a
+        plain PyTorch loop's 271.3. A bias of 0.3 keeps 11-14 alive and reaches 270.5; 0.1 kept
+        7-9 (271.6); 0.1 on every encoder ReLU layer did worse (278.3). Nor does the latent code
+        collapse more: none of 8 seeds on mnist-sample at batch 32 (bench/README.md).
+        """
+        init_like_keras(self)
+        nn.init.constant_(self.dense.bias, DENSE_BIAS)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         h = torch.relu(self.conv_first(x))  # [B, 32, H/2, W/2]

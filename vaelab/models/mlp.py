@@ -12,7 +12,7 @@ from math import prod
 import torch
 from torch import nn
 
-from vaelab.models.common import check_data_fields, one_hot
+from vaelab.models.common import check_data_fields, init_like_keras, one_hot
 from vaelab.options import check
 
 
@@ -50,6 +50,9 @@ class MLPEncoder(nn.Module):
         self.hidden = _stack(prod(c.input_shape) + c.num_classes, c)
         self.mu = nn.Linear(c.hidden_dim, c.latent_dim)
         self.logvar = nn.Linear(c.hidden_dim, c.latent_dim)
+
+    def init_weights(self) -> None:
+        init_like_keras(self)  # Glorot, zero biases: the MLP needs nothing more (bench/README.md)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         h = _with_label(x.flatten(1), y, self.num_classes)  # [B, C*H*W (+ classes)]
