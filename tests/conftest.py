@@ -47,3 +47,20 @@ def explorer_run(tmp_path_factory):
             train(cfg, out=out, overwrite=True, progress=False)
         return out
     return run
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder of a fresh mlp (latent 2), written directly: no training needed to read it."""
+    import torch
+    from vaelab import runs
+    from vaelab.config import TrainConfig
+    from vaelab.data import load_dataset
+    from vaelab.models import build_model, make_config
+    run = tmp_path_factory.mktemp("untrained") / "run"
+    data = load_dataset("mnist-sample")
+    model = build_model("mlp", make_config("mlp", data.image_shape, data.num_classes))
+    run.mkdir()
+    runs.write_config(run, runs.describe(TrainConfig(model="mlp", dataset="mnist-sample"), model, data, torch.device("cpu")))
+    runs.save_weights(run / runs.WEIGHTS, model, "mlp")
+    return run

@@ -25,7 +25,6 @@ from vaelab.data import ImageData, load_dataset
 from vaelab.data.formats import MAX_BYTES
 from vaelab.errors import DataFormatError, VaelabError
 from vaelab.files import atomic_write
-from vaelab.models import build_model, make_config
 from vaelab.quality import classifier_path
 from vaelab.training import train
 
@@ -264,24 +263,12 @@ def test_a_failed_write_names_the_reason_and_leaves_no_temporary_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no .taken.tmp
 
 
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory) -> Path:
-    """A run folder of a fresh mlp, written directly."""
-    run = tmp_path_factory.mktemp("untrained") / "run"
-    data = load_dataset("mnist-sample")
-    model = build_model("mlp", make_config("mlp", data.image_shape, data.num_classes))
-    run.mkdir()
-    runs.write_config(run, runs.describe(TrainConfig(model="mlp", dataset="mnist-sample"), model, data, torch.device("cpu")))
-    runs.save_weights(run / runs.WEIGHTS, model, "mlp")
-    return run
-
-
-def test_sample_into_a_missing_folder_or_from_nan_weights_is_named(untrained, tmp_path, capsys):
-    refused(capsys, "sample", untrained, "--out", tmp_path / "no" / "s.png", message="its folder does not exist")
+def test_sample_into_a_missing_folder_or_from_nan_weights_is_named(untrained_run, tmp_path, capsys):
+    refused(capsys, "sample", untrained_run, "--out", tmp_path / "no" / "s.png", message="its folder does not exist")
     run = tmp_path / "nan"
     run.mkdir()
-    (run / runs.CONFIG).write_bytes((untrained / runs.CONFIG).read_bytes())
-    model, _ = runs.load_model(untrained)
+    (run / runs.CONFIG).write_bytes((untrained_run / runs.CONFIG).read_bytes())
+    model, _ = runs.load_model(untrained_run)
     with torch.no_grad():
         model.decoder.out.bias.fill_(float("nan"))
     runs.save_weights(run / runs.WEIGHTS, model, "mlp")
@@ -291,7 +278,7 @@ def test_sample_into_a_missing_folder_or_from_nan_weights_is_named(untrained, tm
 
 # ---- the process: a closed pipe, Ctrl-C while starting ----------------------------------------------
 
-def test_a_closed_output_pipe_is_one_line(untrained):
+def test_a_closed_output_pipe_is_one_line(untrained_run):
     process = subprocess.Popen([sys.executable, "-m", "vaelab", "summary", "conv"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     process.stdout.close()  # as `| head` does once it has its lines

@@ -8,35 +8,18 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import torch
 from starlette.testclient import TestClient
 
-from vaelab import runs, serve, server
-from vaelab.config import TrainConfig
-from vaelab.data import load_dataset
-from vaelab.models import build_model, make_config
+from vaelab import serve, server
 
 LOCAL = ("localhost", "127.0.0.1", "::1")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A run folder of a fresh mlp (latent 2), written directly."""
-    run = tmp_path_factory.mktemp("explorer") / "run"
-    data = load_dataset("mnist-sample")
-    model = build_model("mlp", make_config("mlp", data.image_shape, data.num_classes))
-    run.mkdir()
-    runs.write_config(run, runs.describe(TrainConfig(model="mlp", dataset="mnist-sample"), model, data, torch.device("cpu")))
-    runs.save_weights(run / runs.WEIGHTS, model, "mlp")
-    return run
-
-
-@pytest.fixture(scope="module")
-def loaded(run_dir):
-    return serve.load_runs([run_dir])
+def loaded(untrained_run):
+    return serve.load_runs([untrained_run])
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +162,8 @@ def test_the_real_server_checks_the_host(address):
     assert answer(conn).startswith(b"HTTP/1.1 400")
 
 
-def test_listening_beyond_this_machine_says_so(run_dir):
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", "serve", str(run_dir), "--host", "0.0.0.0", "--port", "0"],
+def test_listening_beyond_this_machine_says_so(untrained_run):
+    process = subprocess.Popen([sys.executable, "-m", "vaelab", "serve", str(untrained_run), "--host", "0.0.0.0", "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
