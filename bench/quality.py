@@ -23,6 +23,7 @@ the scoring) each contender needs until its test -ELBO is at or below the plain 
 after the last epoch. vaelab's seconds are those it records per epoch (metrics.jsonl); on a GPU
 each resumed epoch also holds its graph capture.
 """
+
 import argparse
 import contextlib
 import io
@@ -57,6 +58,7 @@ MODELS = {  # bench name: (vaelab model, its options)
 
 
 # ---- the plain loop's networks, written out in PyTorch (default initialisation) ----------------
+
 
 class PlainMLP(nn.Module):
     """784 -> 512 ReLU -> mu, logvar; z -> 512 ReLU -> 784 logits."""
@@ -113,11 +115,13 @@ class PlainConv(nn.Module):
 def plain_network(name: str, data) -> nn.Module:
     if name == "mlp":
         return PlainMLP(data.image_shape)
-    return PlainConv(data.image_shape, dense=16 if name == "conv16" else 14,
-                     classes=data.num_classes if name == "cvae" else 0)
+    return PlainConv(
+        data.image_shape, dense=16 if name == "conv16" else 14, classes=data.num_classes if name == "cvae" else 0
+    )
 
 
 # ---- the scorer: one function for every contender ------------------------------------------------
+
 
 @torch.no_grad()
 def neg_elbo(model, data, device, batch: int = 1000) -> tuple[float, float]:
@@ -128,10 +132,10 @@ def neg_elbo(model, data, device, batch: int = 1000) -> tuple[float, float]:
     eps = torch.randn(len(data.test_x), latent_dim, generator=torch.Generator().manual_seed(SCORE_SEED))
     total = kl_total = 0.0
     for start in range(0, len(data.test_x), batch):
-        x = to_float(data.test_x[start:start + batch]).to(device)
-        y = data.test_y[start:start + batch].to(device)
+        x = to_float(data.test_x[start : start + batch]).to(device)
+        y = data.test_y[start : start + batch].to(device)
         mu, logvar = model.encode(x, y)
-        z = mu + eps[start:start + batch].to(device) * torch.exp(0.5 * logvar)
+        z = mu + eps[start : start + batch].to(device) * torch.exp(0.5 * logvar)
         recon = F.binary_cross_entropy_with_logits(model.decode(z, y), x, reduction="none").flatten(1).sum(1)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # Kingma & Welling 2014, app. B
         total += (recon + kl).sum().item()
@@ -145,6 +149,7 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
 
 
 # ---- the two contenders, one epoch per next() ------------------------------------------------------
+
 
 def plain_loop(name: str, data, seed: int, batch_size: int, device):
     """Yields (model, training seconds) after each epoch of the notebook loop."""
@@ -171,8 +176,7 @@ def plain_loop(name: str, data, seed: int, batch_size: int, device):
 def vaelab_loop(name: str, data, dataset: str, seed: int, batch_size: int, device, folder: str):
     """Yields (model, training seconds) after each epoch of `vaelab train` with its defaults."""
     model_name, options = MODELS[name]
-    cfg = TrainConfig(model=model_name, dataset=dataset, epochs=1, seed=seed, batch_size=batch_size,
-                      device=device.type)
+    cfg = TrainConfig(model=model_name, dataset=dataset, epochs=1, seed=seed, batch_size=batch_size, device=device.type)
     epoch = 0
     while True:
         epoch += 1
@@ -189,8 +193,10 @@ def vaelab_loop(name: str, data, dataset: str, seed: int, batch_size: int, devic
 def race(name: str, data, dataset: str, seed: int, epochs: int, batch_size: int, device) -> dict:
     """Both contenders for `epochs`, alternating; per contender the list of (score, kl, seconds)."""
     with tempfile.TemporaryDirectory() as folder:
-        loops = {"plain": plain_loop(name, data, seed, batch_size, device),
-                 "vaelab": vaelab_loop(name, data, dataset, seed, batch_size, device, folder)}
+        loops = {
+            "plain": plain_loop(name, data, seed, batch_size, device),
+            "vaelab": vaelab_loop(name, data, dataset, seed, batch_size, device, folder),
+        }
         curves = {who: [] for who in loops}
         for _ in range(epochs):
             for who, loop in loops.items():
@@ -201,6 +207,7 @@ def race(name: str, data, dataset: str, seed: int, epochs: int, batch_size: int,
 
 # ---- tables ----------------------------------------------------------------------------------------
 
+
 def mean_sd(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
@@ -208,16 +215,23 @@ def mean_sd(values: list[float]) -> str:
 
 
 def quality_rows(results: dict, epochs: list[int]) -> list[str]:
-    rows = ["| model | data | epochs | plain loop | vaelab | vaelab − plain | per seed (plain / vaelab) |",
-            "|---|---|---:|---:|---:|---:|---|"]
+    rows = [
+        "| model | data | epochs | plain loop | vaelab | vaelab − plain | per seed (plain / vaelab) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for (name, dataset), by_seed in results.items():
         for e in epochs:
             plain = [c["plain"][e - 1][0] for c in by_seed.values()]
             ours = [c["vaelab"][e - 1][0] for c in by_seed.values()]
-            seeds = ", ".join(f"{s}: {c['plain'][e - 1][0]:.2f}{unused(c['plain'][e - 1])} / "
-                              f"{c['vaelab'][e - 1][0]:.2f}{unused(c['vaelab'][e - 1])}" for s, c in by_seed.items())
-            rows.append(f"| {name} | {dataset} | {e} | {mean_sd(plain)} | {mean_sd(ours)} | "
-                        f"{statistics.mean(ours) - statistics.mean(plain):+.2f} | {seeds} |")
+            seeds = ", ".join(
+                f"{s}: {c['plain'][e - 1][0]:.2f}{unused(c['plain'][e - 1])} / "
+                f"{c['vaelab'][e - 1][0]:.2f}{unused(c['vaelab'][e - 1])}"
+                for s, c in by_seed.items()
+            )
+            rows.append(
+                f"| {name} | {dataset} | {e} | {mean_sd(plain)} | {mean_sd(ours)} | "
+                f"{statistics.mean(ours) - statistics.mean(plain):+.2f} | {seeds} |"
+            )
     return rows
 
 
@@ -236,8 +250,11 @@ def reached(curve, target: float) -> str:
 
 
 def time_rows(results: dict) -> list[str]:
-    rows = ["| model | data | seed | target: plain's last −ELBO | plain: epochs, seconds | vaelab: epochs, seconds | plain s / vaelab s |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| model | data | seed | target: plain's last −ELBO | plain: epochs, seconds | vaelab: epochs, seconds "
+        "| plain s / vaelab s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for (name, dataset), by_seed in results.items():
         for seed, curves in by_seed.items():
             target = curves["plain"][-1][0]
@@ -258,12 +275,21 @@ def machine(device) -> str:
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}; host {where}"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:  # no git on this machine
         commit = "unknown"
-    return (f"machine: {where}\nversions: python {platform.python_version()}, torch {torch.__version__}, "
-            f"numpy {np.__version__}; vaelab commit {commit}")
+    return (
+        f"machine: {where}\nversions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"numpy {np.__version__}; vaelab commit {commit}"
+    )
 
 
 def check_same_networks(names: list[str], data_by_name: dict) -> None:
@@ -273,15 +299,19 @@ def check_same_networks(names: list[str], data_by_name: dict) -> None:
             ours = build_model(model_name, make_config(model_name, data.image_shape, data.num_classes, **options))
             counts = [sum(p.numel() for p in m.parameters()) for m in (ours, plain_network(name, data))]
             if counts[0] != counts[1]:
-                raise SystemExit(f"{name} on {dataset}: vaelab's network has {counts[0]:,} parameters and the plain "
-                                 f"loop's {counts[1]:,}; update PlainMLP / PlainConv in {__file__} to match")
+                raise SystemExit(
+                    f"{name} on {dataset}: vaelab's network has {counts[0]:,} parameters and the plain "
+                    f"loop's {counts[1]:,}; update PlainMLP / PlainConv in {__file__} to match"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="mlp,conv,conv16,cvae", help=f"comma separated, of {', '.join(MODELS)}")
     parser.add_argument("--datasets", default="fashion-mnist,mnist-sample")
-    parser.add_argument("--epochs", default="2,10", help="epoch counts to report, comma separated; runs last the largest")
+    parser.add_argument(
+        "--epochs", default="2,10", help="epoch counts to report, comma separated; runs last the largest"
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: leave PyTorch's default)")
@@ -300,19 +330,27 @@ def main() -> None:
     data_by_name = {d: load_dataset(d) for d in datasets}
     check_same_networks(names, data_by_name)
     print(machine(device))
-    print(f"seeds {', '.join(map(str, seeds))}; batch {args.batch_size}; Adam lr 1e-3 in both; "
-          f"scorer: test -ELBO with fixed eps (seed {SCORE_SEED}), nats per image, lower is better\n", flush=True)
+    print(
+        f"seeds {', '.join(map(str, seeds))}; batch {args.batch_size}; Adam lr 1e-3 in both; "
+        f"scorer: test -ELBO with fixed eps (seed {SCORE_SEED}), nats per image, lower is better\n",
+        flush=True,
+    )
     results = {}
     for name in names:
         for dataset, data in data_by_name.items():
-            results[name, dataset] = {seed: race(name, data, dataset, seed, epochs[-1], args.batch_size, device)
-                                      for seed in seeds}
+            results[name, dataset] = {
+                seed: race(name, data, dataset, seed, epochs[-1], args.batch_size, device) for seed in seeds
+            }
             print(f"done: {name} on {dataset}", flush=True)
-    print("\nTest −ELBO, nats (mean ± sd over seeds; \"KL<0.05\": z unused, a collapsed posterior or one not "
-          "yet in use early on)\n")
+    print(
+        '\nTest −ELBO, nats (mean ± sd over seeds; "KL<0.05": z unused, a collapsed posterior or one not '
+        "yet in use early on)\n"
+    )
     print("\n".join(quality_rows(results, epochs)))
-    print(f"\nTime to quality: training seconds until the test −ELBO reaches the plain loop's value after "
-          f"{epochs[-1]} epochs (same machine, same run, the contenders alternating epoch by epoch)\n")
+    print(
+        f"\nTime to quality: training seconds until the test −ELBO reaches the plain loop's value after "
+        f"{epochs[-1]} epochs (same machine, same run, the contenders alternating epoch by epoch)\n"
+    )
     print("\n".join(time_rows(results)))
 
 

@@ -2,13 +2,14 @@
 
     python bench/serve_load.py [RUN] [--clients 8] [--requests 500]
 
-Starts `vaelab.serve.serve` in a subprocess on a free loopback port (RUN, or a conv VAE trained
+Starts `vaelab.explorer.serve` in a subprocess on a free loopback port (RUN, or a conv VAE trained
 here for 2 epochs on the bundled sample when RUN is not given), then:
   1. one client, one request at a time (what the page does: at most one decode in flight);
   2. `--clients` threads, each with its own keep-alive connection, `--requests` decodes each.
 Every request asks for a random point of the run's view and must come back 200 with a PNG.
 Prints the CPU, versions and the p50 / p95 / max round trip of each phase, after 50 warm-up requests.
 """
+
 import argparse
 import http.client
 import json
@@ -25,7 +26,7 @@ import numpy as np
 
 
 def start_server(run: str) -> tuple[subprocess.Popen, str, int]:
-    code = "import sys; from vaelab.serve import serve; serve(sys.argv[1:], port=0)"
+    code = "import sys; from vaelab.explorer import serve; serve(sys.argv[1:], port=0)"
     server = subprocess.Popen([sys.executable, "-c", code, run], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()  # "vaelab explorer: http://127.0.0.1:PORT/  ..."
     if "http://" not in line:
@@ -65,8 +66,10 @@ def random_bodies(view, n: int, seed: int) -> list[dict]:
 
 def phase(host, port, view, clients: int, requests: int) -> tuple[list[float], list[str], float]:
     times, errors = [], []
-    threads = [threading.Thread(target=client, args=(host, port, random_bodies(view, requests, i), times, errors))
-               for i in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(host, port, random_bodies(view, requests, i), times, errors))
+        for i in range(clients)
+    ]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -77,8 +80,10 @@ def phase(host, port, view, clients: int, requests: int) -> tuple[list[float], l
 
 def report(name: str, times: list[float], errors: list[str], wall: float) -> None:
     ms = np.array(times) * 1000
-    print(f"{name:<28} {len(times):>6} ok {len(errors):>3} errors   p50 {np.percentile(ms, 50):6.2f} ms"
-          f"   p95 {np.percentile(ms, 95):6.2f} ms   max {ms.max():7.2f} ms   {len(times) / wall:7.0f} req/s")
+    print(
+        f"{name:<28} {len(times):>6} ok {len(errors):>3} errors   p50 {np.percentile(ms, 50):6.2f} ms"
+        f"   p95 {np.percentile(ms, 95):6.2f} ms   max {ms.max():7.2f} ms   {len(times) / wall:7.0f} req/s"
+    )
     for e in errors[:3]:
         print("   ", e)
 
@@ -94,6 +99,7 @@ def cpu_name() -> str:
 def trained_run(folder: str) -> str:
     from vaelab.config import TrainConfig
     from vaelab.training import train
+
     print("no RUN given: training a conv VAE for 2 epochs on mnist-sample ...", flush=True)
     return str(train(TrainConfig(model="conv", dataset="mnist-sample", epochs=2), out=folder, progress=False))
 
@@ -110,9 +116,11 @@ def main() -> None:
             conn = http.client.HTTPConnection(host, port)
             conn.request("GET", "/api/info")
             info = json.loads(conn.getresponse().read())["runs"][0]
-            print(f"cpu: {cpu_name()}, {len(os.sched_getaffinity(0))} cores; python {platform.python_version()}, "
-                  f"torch {version('torch')}, starlette {version('starlette')}, uvicorn {version('uvicorn')}; "
-                  f"model {info['model']} (latent {info['latent_dim']}); server torch threads 1")
+            print(
+                f"cpu: {cpu_name()}, {len(os.sched_getaffinity(0))} cores; python {platform.python_version()}, "
+                f"torch {version('torch')}, starlette {version('starlette')}, uvicorn {version('uvicorn')}; "
+                f"model {info['model']} (latent {info['latent_dim']}); server torch threads 1"
+            )
             phase(host, port, info["view"], 1, 50)  # warm-up
             report("1 client, sequential", *phase(host, port, info["view"], 1, args.requests))
             report(f"{args.clients} clients at once", *phase(host, port, info["view"], args.clients, args.requests))

@@ -14,6 +14,7 @@ graph capture), images per second, the ratio to the plain loop at the same batch
 test evaluation's seconds per epoch, and the test ELBO after the last epoch. On the CPU the
 allocator setting vaelab uses (speed.keep_freed_memory) is on for every row, plain included.
 """
+
 import argparse
 import platform
 import statistics
@@ -24,29 +25,40 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from vaelab import speed
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
+from vaelab.data.pixels import to_float
+from vaelab.device import resolve_device
 from vaelab.losses import kl_standard_normal
 from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
-from vaelab.device import resolve_device
-from vaelab.pixels import to_float
-from vaelab.training import evaluate, train
+from vaelab.training import speed, train
+from vaelab.training.loop import evaluate
 
 
 def vaelab_epochs(model: str, data, dataset: str, epochs: int, batch: int, mode: str, device) -> dict:
     """A real `vaelab train` run: per-epoch training seconds, evaluation seconds, final test ELBO."""
     speed, _, precision = mode.partition(":")
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model=model, dataset=dataset, epochs=epochs, batch_size=batch, device=device.type,
-                          speed=speed, precision=precision or "fp32")
+        cfg = TrainConfig(
+            model=model,
+            dataset=dataset,
+            epochs=epochs,
+            batch_size=batch,
+            device=device.type,
+            speed=speed,
+            precision=precision or "fp32",
+        )
         train(cfg, out=out, overwrite=True, progress=False)
         rows = read_metrics(out)
     images = -(-len(data.train_x) // batch) * batch  # whole batches, the last one made up
     train_seconds = [images / r["images_per_second"] for r in rows]
-    return {"epochs": train_seconds, "eval": statistics.median(r["seconds"] - t for r, t in zip(rows, train_seconds)),
-            "elbo": rows[-1]["test_elbo"], "images": images}
+    return {
+        "epochs": train_seconds,
+        "eval": statistics.median(r["seconds"] - t for r, t in zip(rows, train_seconds, strict=True)),
+        "elbo": rows[-1]["test_elbo"],
+        "images": images,
+    }
 
 
 def plain_epochs(model_name: str, data, epochs: int, batch: int, device) -> dict:
@@ -85,7 +97,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--models", default="mlp,conv")
     parser.add_argument("--batches", default="128")
-    parser.add_argument("--modes", default="plain,eager,auto", help="plain, and vaelab's --speed modes; MODE:bf16 for bf16 autocast")
+    parser.add_argument(
+        "--modes", default="plain,eager,auto", help="plain, and vaelab's --speed modes; MODE:bf16 for bf16 autocast"
+    )
     parser.add_argument("--epochs", type=int, default=4, help="epochs per row; the first is warm-up")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -93,21 +107,30 @@ def main() -> None:
     if device.type == "cpu":  # for every row, plain included: the ratios show the step, not the allocator
         speed.keep_freed_memory()
     data = load_dataset(args.dataset)
-    print(f"device: {device_name(device)}; torch {torch.__version__}; python {platform.python_version()}; "
-          f"data {args.dataset} ({len(data.train_x):,} training images); median of {args.epochs - 1} epochs after 1 warm-up\n")
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; python {platform.python_version()}; "
+        f"data {args.dataset} ({len(data.train_x):,} training images); "
+        f"median of {args.epochs - 1} epochs after 1 warm-up\n"
+    )
     print("| model | batch | mode | s / epoch | images / s | vs plain | eval s | test ELBO |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             plain = None
             for mode in args.modes.split(","):
-                r = (plain_epochs(name, data, args.epochs, batch, device) if mode == "plain"
-                     else vaelab_epochs(name, data, args.dataset, args.epochs, batch, mode, device))
+                r = (
+                    plain_epochs(name, data, args.epochs, batch, device)
+                    if mode == "plain"
+                    else vaelab_epochs(name, data, args.dataset, args.epochs, batch, mode, device)
+                )
                 seconds = statistics.median(r["epochs"][1:])
                 plain = seconds if mode == "plain" else plain
                 ratio = f"{plain / seconds:.2f}x" if plain else "-"
-                print(f"| {name} | {batch} | {mode} | {seconds:.3f} | {r['images'] / seconds:,.0f} | {ratio} | "
-                      f"{r['eval']:.3f} | {r['elbo']:.2f} |", flush=True)
+                print(
+                    f"| {name} | {batch} | {mode} | {seconds:.3f} | {r['images'] / seconds:,.0f} | {ratio} | "
+                    f"{r['eval']:.3f} | {r['elbo']:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The Python API in a real Jupyter kernel, as a student uses it: train, figures inline, load,
 your own model, and progress that suits a notebook."""
+
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="the test extras are not installed: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="the test extras are not installed: pip install -e '.[test]'")
 
-OWN_MODEL = '''
+OWN_MODEL = """
 import torch
 from torch import nn
 
@@ -31,25 +32,27 @@ class Decoder(nn.Module):
 config = vaelab.ModelConfig(latent_dim=2)
 mine = vaelab.train(model=vaelab.VAE(config, Encoder(config), Decoder(config)), dataset="mnist-sample",
                     epochs=2, batch_size=100, out="mine")
-'''
+"""
 CELLS = {
-    "train": 'import vaelab\nrun = vaelab.train(model="mlp", dataset="mnist-sample", epochs=2, batch_size=500, out="mlp")\nrun',
+    "train": "import vaelab\n"
+    'run = vaelab.train(model="mlp", dataset="mnist-sample", epochs=2, batch_size=500, out="mlp")\nrun',
     "scatter": "run.scatter()",
     "manifold": "run.manifold(grid=5)",
     "history": "run.history",
     "load": 'again = vaelab.load("mlp")\n'
-            'import torch\n'
-            'print(again.history.rows == run.history.rows, '
-            'all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), run.model.state_dict().values())))',
+    "import torch\n"
+    "print(again.history.rows == run.history.rows, "
+    "all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), run.model.state_dict().values())))",
     "own": OWN_MODEL + "mine",
     "own_again": 'print(vaelab.load("mine").history["test_elbo"] == mine.history["test_elbo"])\n'
-                 'print(mine.report())\nmine.walks()',
-    "malformed": 'class NoHeads(nn.Module):\n'
-                 '    def __init__(self):\n        super().__init__(); self.config = config; self.encoder = self.decoder = nn.Linear(2, 2)\n'
-                 '    def encode(self, x, y=None): return x.flatten(1)[:, :2]\n'
-                 '    def decode(self, z, y=None): return z\n'
-                 'try:\n    vaelab.train(model=NoHeads(), dataset="mnist-sample", epochs=1, out="bad")\n'
-                 'except vaelab.VaelabError as e:\n    print("refused:", e)',
+    "print(mine.report())\nmine.walks()",
+    "malformed": "class NoHeads(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__(); self.config = config; self.encoder = self.decoder = nn.Linear(2, 2)\n"
+    "    def encode(self, x, y=None): return x.flatten(1)[:, :2]\n"
+    "    def decode(self, z, y=None): return z\n"
+    'try:\n    vaelab.train(model=NoHeads(), dataset="mnist-sample", epochs=1, out="bad")\n'
+    'except vaelab.VaelabError as e:\n    print("refused:", e)',
 }
 
 
@@ -58,9 +61,10 @@ def cells(tmp_path_factory):
     """Every cell's outputs, from one fresh kernel with no %matplotlib magic."""
     folder = tmp_path_factory.mktemp("kernel")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in CELLS.values()])
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(folder)}}).execute()
-    return {name: cell.outputs for name, cell in zip(CELLS, notebook.cells)}, folder
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    return {name: cell.outputs for name, cell in zip(CELLS, notebook.cells, strict=True)}, folder
 
 
 def data(outputs, kind: str) -> list:

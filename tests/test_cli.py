@@ -1,21 +1,32 @@
 """Every CLI subcommand end to end, in a subprocess, as a user runs it."""
+
 import json
 
 import numpy as np
 import pytest
+from conftest import run_vaelab as vaelab
 from PIL import Image
 
-from conftest import run_vaelab as vaelab
-
-METRIC_COLUMNS = {"epoch", "train_total", "train_recon", "train_kl", "test_total", "test_recon",
-                  "test_kl", "test_elbo", "seconds", "images_per_second"}
+METRIC_COLUMNS = {
+    "epoch",
+    "train_total",
+    "train_recon",
+    "train_kl",
+    "test_total",
+    "test_recon",
+    "test_kl",
+    "test_elbo",
+    "seconds",
+    "images_per_second",
+}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = vaelab("train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2",
-                    "--out", out, "--no-progress")
+    result = vaelab(
+        "train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2", "--out", out, "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     assert "epoch 2/2" in result.stdout and f"run folder: {out}" in result.stdout
     assert f"report: {out / 'report.html'}" in result.stdout  # made at the end of training
@@ -23,8 +34,15 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_every_file(run_dir):
-    for name in ("config.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl",
-                 "metrics.csv", "recon/epoch_001.png", "recon/epoch_002.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "metrics.jsonl",
+        "metrics.csv",
+        "recon/epoch_001.png",
+        "recon/epoch_002.png",
+    ):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "conv" and config["train"]["epochs"] == 2
@@ -70,13 +88,16 @@ def test_data_lists_the_bundled_sample():
     assert "mnist-sample" in result.stdout and "4,000" in result.stdout.replace("4000", "4,000")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--latent-dim", "0"], "--latent-dim must be at least 1"),
-    (["--lr", "nan"], "--lr must be a finite number"),
-    (["--batch-size", "abc"], "--batch-size must be an int"),
-    (["--model", "mlp", "--dense-dim", "16"], "--dense-dim does not apply to model 'mlp'"),
-    (["--model", "resnet"], "invalid choice: 'resnet'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--latent-dim", "0"], "--latent-dim must be at least 1"),
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--batch-size", "abc"], "--batch-size must be an int"),
+        (["--model", "mlp", "--dense-dim", "16"], "--dense-dim does not apply to model 'mlp'"),
+        (["--model", "resnet"], "invalid choice: 'resnet'"),
+    ],
+)
 def test_bad_train_options_are_named(args, message, tmp_path):
     result = vaelab("train", "--dataset", "mnist-sample", "--out", tmp_path / "x", *args)
     assert result.returncode == 2
@@ -117,20 +138,45 @@ def test_compare_prints_the_runs_numbers(run_dir, tmp_path):
 
 # ---- every subcommand, as a user types it ----------------------------------------------------------
 
-RUN_ABOVE = {"train": "run_dir", "sample": "test_sample_writes_a_grid", "summary": "test_summary_prints_the_spec_counts",
-             "data": "test_data_lists_the_bundled_sample", "demo": "test_demo_runs_offline_on_the_sample",
-             "report": "test_report_writes_the_page_and_its_figures", "compare": "test_compare_prints_the_runs_numbers"}
+RUN_ABOVE = {
+    "train": "run_dir",
+    "sample": "test_sample_writes_a_grid",
+    "summary": "test_summary_prints_the_spec_counts",
+    "data": "test_data_lists_the_bundled_sample",
+    "demo": "test_demo_runs_offline_on_the_sample",
+    "report": "test_report_writes_the_page_and_its_figures",
+    "compare": "test_compare_prints_the_runs_numbers",
+}
 RUN_BELOW = {  # the other subcommands, with what each must print
-    "evaluate": (["evaluate", "{run}", "--iw-samples", "3", "--iw-images", "40", "--quality-samples", "0", "--no-progress"],
-                 "L_3"),
-    "sweep": (["sweep", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "500",
-               "--latent-dim", "2,3", "--out", "{tmp}/sweep"], "wrote {tmp}/sweep/sweep.md"),
+    "evaluate": (
+        ["evaluate", "{run}", "--iw-samples", "3", "--iw-images", "40", "--quality-samples", "0", "--no-progress"],
+        "L_3",
+    ),
+    "sweep": (
+        [
+            "sweep",
+            "--model",
+            "mlp",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "500",
+            "--latent-dim",
+            "2,3",
+            "--out",
+            "{tmp}/sweep",
+        ],
+        "wrote {tmp}/sweep/sweep.md",
+    ),
     "export": (["export", "{run}", "--format", "torchscript", "--out", "{tmp}/export"], "wrote {tmp}/export/encoder"),
 }
 
 
 def test_every_subcommand_is_run_end_to_end_by_this_file():
-    from vaelab.cli import SUBCOMMANDS
+    from vaelab.cli.main import SUBCOMMANDS
+
     registered = {add.__name__.removeprefix("add_").removesuffix("_parser") for add in SUBCOMMANDS}
     assert registered == set(RUN_ABOVE) | set(RUN_BELOW) | {"serve"}  # serve: test_serve_command_answers below
 
@@ -147,8 +193,10 @@ def test_serve_command_answers(run_dir):
     import subprocess
     import sys
     import urllib.request
-    server = subprocess.Popen([sys.executable, "-m", "vaelab", "serve", str(run_dir), "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "serve", str(run_dir), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = server.stdout.readline()
         assert line.startswith("vaelab explorer: http://127.0.0.1:"), line
@@ -161,13 +209,23 @@ def test_serve_command_answers(run_dir):
 
 def test_version():
     from vaelab import __version__
+
     result = vaelab("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"vaelab {__version__}"
 
 
 def test_config_repeats_a_run_and_flags_override_it(run_dir, tmp_path):
-    result = vaelab("train", "--config", run_dir / "config.json", "--epochs", "1", "--out", tmp_path / "again",
-                        "--no-report", "--no-progress")
+    result = vaelab(
+        "train",
+        "--config",
+        run_dir / "config.json",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "again",
+        "--no-report",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     saved, repeated = (json.loads((d / "config.json").read_text()) for d in (run_dir, tmp_path / "again"))
     assert repeated["train"] == {**saved["train"], "epochs": 1}

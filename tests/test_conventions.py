@@ -1,5 +1,6 @@
 """What practitioners expect: callbacks, TensorBoard with the embedding projector, exported models
 that run without vaelab, weights loadable in plain PyTorch, and packaging that says what it needs."""
+
 import ast
 import re
 import subprocess
@@ -37,8 +38,15 @@ class Record(vaelab.Callback):
 def logged(tmp_path_factory):
     """A 2-epoch mlp run on the sample with a recording callback and TensorBoard."""
     record = Record()
-    run = vaelab.train(model="mlp", dataset="mnist-sample", epochs=2, batch_size=100, out=tmp_path_factory.mktemp("tb") / "run",
-                       progress=False, callbacks=[record, vaelab.TensorBoard(step_every=10)])
+    run = vaelab.train(
+        model="mlp",
+        dataset="mnist-sample",
+        epochs=2,
+        batch_size=100,
+        out=tmp_path_factory.mktemp("tb") / "run",
+        progress=False,
+        callbacks=[record, vaelab.TensorBoard(step_every=10)],
+    )
     return run, record
 
 
@@ -52,6 +60,7 @@ def test_callbacks_hear_every_nth_step_every_epoch_and_the_end(logged):
 
 def test_tensorboard_holds_scalars_images_and_the_projector(logged):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run, _ = logged
     events = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
@@ -71,14 +80,24 @@ def test_tensorboard_holds_scalars_images_and_the_projector(logged):
 
 @pytest.fixture(scope="module")
 def cvae(tmp_path_factory):
-    return vaelab.train(model="cvae", dataset="mnist-sample", epochs=1, batch_size=100,
-                        out=tmp_path_factory.mktemp("export") / "cvae", progress=False)
+    return vaelab.train(
+        model="cvae",
+        dataset="mnist-sample",
+        epochs=1,
+        batch_size=100,
+        out=tmp_path_factory.mktemp("export") / "cvae",
+        progress=False,
+    )
 
 
 def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae):
     ort = pytest.importorskip("onnxruntime")
-    result = subprocess.run([sys.executable, "-m", "vaelab", "export", str(cvae.dir), "--format", "onnx"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab", "export", str(cvae.dir), "--format", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     decoder = ort.InferenceSession(str(cvae.dir / "export" / "decoder.onnx"))
     encoder = ort.InferenceSession(str(cvae.dir / "export" / "encoder.onnx"))
@@ -100,11 +119,18 @@ def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
     z, y = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)
     with torch.no_grad():
         np.save(tmp_path / "want.npy", torch.sigmoid(cvae.model.decode(z, y)).numpy())
-    code = ("import sys, numpy, torch; d = torch.jit.load(sys.argv[1]); "
-            "out = d(torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)).detach().numpy(); "
-            "assert 'vaelab' not in sys.modules; print(float(abs(out - numpy.load(sys.argv[2])).max()))")
-    result = subprocess.run([sys.executable, "-c", code, str(paths[0]), str(tmp_path / "want.npy")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    code = (
+        "import sys, numpy, torch; d = torch.jit.load(sys.argv[1]); "
+        "out = d(torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)).detach().numpy(); "
+        "assert 'vaelab' not in sys.modules; print(float(abs(out - numpy.load(sys.argv[2])).max()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(paths[0]), str(tmp_path / "want.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 1e-5
 
@@ -112,12 +138,17 @@ def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
 def test_the_plain_pytorch_recipe_in_the_docs_runs(cvae, tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plain-pytorch.md").read_text(), re.S)
     recipe = next(b for b in blocks if "load_state_dict" in b).replace("RUN/", f"{cvae.dir}/")
-    recipe = recipe.replace("torch.randn(16, model.config.latent_dim)", "torch.randn(16, model.config.latent_dim), torch.arange(16) % 10")
+    recipe = recipe.replace(
+        "torch.randn(16, model.config.latent_dim)", "torch.randn(16, model.config.latent_dim), torch.arange(16) % 10"
+    )
     scope = {}
     exec(recipe, scope)  # noqa: S102 (the documentation's own code)
     assert scope["images"].shape == (16, 1, 28, 28)
     loaded, _ = load_model(cvae.dir)
-    assert all(torch.equal(a, b) for a, b in zip(scope["model"].state_dict().values(), loaded.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(scope["model"].state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
 
 
 # ---- packaging -------------------------------------------------------------------------------------
@@ -135,8 +166,13 @@ def test_every_package_vaelab_imports_is_declared():
     used = set()
     for path in (ROOT / "vaelab").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             used |= {n.split(".")[0] for n in names}
     third_party = {n for n in used - set(sys.stdlib_module_names) if n != "vaelab"}
     missing = {IMPORT_NAMES.get(n, n).lower() for n in third_party} - declared()
@@ -146,14 +182,19 @@ def test_every_package_vaelab_imports_is_declared():
 def test_the_licence_and_the_python_floor_are_stated_once():
     assert PROJECT["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
     floor = PROJECT["requires-python"].removeprefix(">=")
-    versions = [c.rsplit(":: ", 1)[1] for c in PROJECT["classifiers"] if c.startswith("Programming Language :: Python :: 3.")]
+    versions = [
+        c.rsplit(":: ", 1)[1] for c in PROJECT["classifiers"] if c.startswith("Programming Language :: Python :: 3.")
+    ]
     assert min(versions, key=lambda v: tuple(map(int, v.split(".")))) == floor
     assert sys.version_info >= tuple(map(int, floor.split(".")))
 
 
 def test_ci_installs_from_the_constraints_file_that_pins_every_dependency():
-    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
-                if line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert {p.lower() for p in pins} >= declared() - {"vaelab"}
     assert pins.get("torch") == "2.13.0"
     ci = (ROOT / ".ci" / "run").read_text()
@@ -161,6 +202,9 @@ def test_ci_installs_from_the_constraints_file_that_pins_every_dependency():
 
 
 def test_the_help_does_not_wait_for_pytorch():
-    code = "import sys, vaelab.cli\ntry:\n    vaelab.cli.main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys, vaelab.cli\ntry:\n    vaelab.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("False"), result.stdout[-500:] + result.stderr

@@ -1,5 +1,6 @@
 """Data loading on real files: the bundled sample, Debian's Fashion-MNIST, files built here in the
 original IDX and CIFAR-10 binary formats, and downloads from a real local HTTP server."""
+
 import gzip
 import hashlib
 import io
@@ -17,20 +18,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaelab.data import (DATASETS, describe_datasets, format_data_table, load_dataset,
-                         locate_dataset)
+from vaelab.data import DATASETS, describe_datasets, format_data_table, load_dataset, locate_dataset
 from vaelab.data.formats import parse_cifar_batch, parse_idx, read_cifar10
 from vaelab.data.sources import cache_dir, download_files
 from vaelab.errors import DataFormatError, VaelabError
 
 IDX_NAMES = list(DATASETS["mnist"].files)  # train images, train labels, test images, test labels
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The autouse fixture below is function-scoped; it sets the environment once per test, which is
 # all these property tests need.
-fuzz = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+fuzz = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +39,7 @@ def isolated_data_places(tmp_path, monkeypatch):
 
 
 # ---- building files in the original formats ----------------------------------------------------
+
 
 def idx_bytes(arr: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, arr.ndim]) + np.array(arr.shape, ">u4").tobytes()
@@ -56,7 +55,7 @@ def write_idx_set(folder: Path, n_train: int, n_test: int, gz: bool = True) -> P
     """The four MNIST files of a tiny set with n_train / n_test images."""
     folder.mkdir(parents=True, exist_ok=True)
     (train_x, train_y), (test_x, test_y) = tiny_split(n_train, 1), tiny_split(n_test, 2)
-    for name, arr in zip(IDX_NAMES, (train_x, train_y, test_x, test_y)):
+    for name, arr in zip(IDX_NAMES, (train_x, train_y, test_x, test_y), strict=True):
         raw = idx_bytes(arr)
         path = folder / (name if gz else name.removesuffix(".gz"))
         path.write_bytes(gzip.compress(raw) if gz else raw)
@@ -92,6 +91,7 @@ def write_cifar_tar(path: Path, members: dict[str, bytes]) -> Path:
 
 # ---- the bundled sample and Debian's Fashion-MNIST ---------------------------------------------
 
+
 def test_mnist_sample_loads_4000_train_and_1000_test_real_digits():
     data = load_dataset("mnist-sample")
     assert data.name == "mnist-sample" and data.classes == tuple("0123456789")
@@ -122,11 +122,11 @@ def test_fashion_mnist_from_the_debian_package(fashion):
 
 # ---- parsers on files in the real formats -----------------------------------------------------
 
-@pytest.mark.parametrize("name_gz,content_gz", [(True, True), (False, False), (False, True),
-                                                 (True, False)])
+
+@pytest.mark.parametrize("name_gz,content_gz", [(True, True), (False, False), (False, True), (True, False)])
 def test_idx_round_trips_with_or_without_gzip_and_suffix(tmp_path, name_gz, content_gz):
     (train_x, train_y), (test_x, test_y) = tiny_split(7, 1, size=5), tiny_split(3, 2, size=5)
-    for name, arr in zip(IDX_NAMES, (train_x, train_y, test_x, test_y)):
+    for name, arr in zip(IDX_NAMES, (train_x, train_y, test_x, test_y), strict=True):
         raw = idx_bytes(arr)
         path = tmp_path / (name if name_gz else name.removesuffix(".gz"))
         path.write_bytes(gzip.compress(raw) if content_gz else raw)
@@ -169,6 +169,7 @@ def test_cifar_extracted_folder_without_meta_uses_the_standard_names(tmp_path):
 
 # ---- broken files ------------------------------------------------------------------------------
 
+
 def break_idx(folder: Path, how: str) -> str:
     """Damage one file of a tiny IDX set in `folder` and return the damaged file's name."""
     images = folder / IDX_NAMES[0]
@@ -191,14 +192,17 @@ def break_idx(folder: Path, how: str) -> str:
     return IDX_NAMES[0]
 
 
-@pytest.mark.parametrize("how,message", [
-    ("truncated", "truncated: shape (40, 28, 28) needs 31376 bytes, got 31371"),
-    ("wrong magic", "wrong magic 0x12340803"),
-    ("type code", "type code 0x0d is not supported"),
-    ("corrupt gzip", "corrupt or truncated gzip"),
-    ("count mismatch", "image/label count mismatch: 40 images vs 39 labels"),
-    ("label out of range", "label 12 out of range 0..9"),
-])
+@pytest.mark.parametrize(
+    "how,message",
+    [
+        ("truncated", "truncated: shape (40, 28, 28) needs 31376 bytes, got 31371"),
+        ("wrong magic", "wrong magic 0x12340803"),
+        ("type code", "type code 0x0d is not supported"),
+        ("corrupt gzip", "corrupt or truncated gzip"),
+        ("count mismatch", "image/label count mismatch: 40 images vs 39 labels"),
+        ("label out of range", "label 12 out of range 0..9"),
+    ],
+)
 def test_broken_idx_files_are_named_with_the_problem_and_the_fix(tmp_path, how, message):
     name = break_idx(write_idx_set(tmp_path, 40, 10), how)
     with pytest.raises(DataFormatError) as e:
@@ -209,13 +213,20 @@ def test_broken_idx_files_are_named_with_the_problem_and_the_fix(tmp_path, how, 
     assert "https://ossci-datasets.s3.amazonaws.com/mnist/" in text
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda m: m.update({"data_batch_3.bin": m["data_batch_3.bin"][:-1]}),
-     "data_batch_3.bin: size 9218 bytes is not a positive multiple of the 3073-byte record"),
-    (lambda m: m.pop("test_batch.bin"), "missing member cifar-10-batches-bin/test_batch.bin"),
-    (lambda m: m.update({"test_batch.bin": cifar_record(10, 0, 0, 0)}),
-     "test_batch.bin: label 10 out of range 0..9"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda m: m.update({"data_batch_3.bin": m["data_batch_3.bin"][:-1]}),
+            "data_batch_3.bin: size 9218 bytes is not a positive multiple of the 3073-byte record",
+        ),
+        (lambda m: m.pop("test_batch.bin"), "missing member cifar-10-batches-bin/test_batch.bin"),
+        (
+            lambda m: m.update({"test_batch.bin": cifar_record(10, 0, 0, 0)}),
+            "test_batch.bin: label 10 out of range 0..9",
+        ),
+    ],
+)
 def test_broken_cifar_archives_are_named(tmp_path, change, message):
     members = cifar_members()
     change(members)
@@ -232,6 +243,7 @@ def test_a_cifar_archive_that_is_not_a_tar_is_named(tmp_path):
 
 
 # ---- arbitrary bytes raise DataFormatError or parse --------------------------------------------
+
 
 def parses_or_data_format_error(parse, *args):
     try:
@@ -271,11 +283,12 @@ def test_cifar_reader_on_an_arbitrary_archive_file(tmp_path, raw, gz):
 @fuzz
 @given(contents=st.lists(st.binary(max_size=400), min_size=7, max_size=7))
 def test_cifar_reader_on_a_real_archive_with_arbitrary_members(tmp_path, contents):
-    members = dict(zip(cifar_members(), contents))
+    members = dict(zip(cifar_members(), contents, strict=False))
     parses_or_data_format_error(read_cifar10, write_cifar_tar(tmp_path / "c.tar.gz", members))
 
 
 # ---- downloads from a real HTTP server -----------------------------------------------------------
+
 
 @pytest.fixture
 def mirror(tmp_path):
@@ -347,6 +360,7 @@ def test_all_mirrors_down_says_what_is_missing_and_where_to_put_it():
 
 # ---- where files are looked for --------------------------------------------------------------
 
+
 def test_data_dir_beats_vaelab_data_which_beats_the_cache(tmp_path, monkeypatch):
     write_idx_set(cache_dir("mnist"), 10, 5)
     assert len(load_dataset("mnist", download=False).train_x) == 10
@@ -376,8 +390,9 @@ def test_a_folder_with_some_of_the_files_says_which_it_lacks(tmp_path):
 def test_a_missing_data_dir_or_an_unknown_name_is_refused(tmp_path):
     with pytest.raises(VaelabError, match="is not a folder"):
         load_dataset("mnist", tmp_path / "nowhere")
-    with pytest.raises(VaelabError, match="unknown data set 'svhn'; choose one of: mnist, "
-                                          "fashion-mnist, cifar10, mnist-sample"):
+    with pytest.raises(
+        VaelabError, match="unknown data set 'svhn'; choose one of: mnist, fashion-mnist, cifar10, mnist-sample"
+    ):
         load_dataset("svhn")
 
 
@@ -398,8 +413,10 @@ def test_describe_lists_the_sample_and_says_why_others_are_missing_without_downl
 
 # ---- the user's own images: folder:PATH and npz:FILE ----------------------------------------
 
+
 def write_png(path, array):
     from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
 
@@ -423,8 +440,13 @@ def test_flat_grey_folder_has_no_labels_and_a_conditional_model_says_so(tmp_path
     assert not data.labelled and data.image_shape == (1, 16, 16)
     from vaelab.config import TrainConfig
     from vaelab.training import train
+
     with pytest.raises(VaelabError, match="conditional and needs labels"):
-        train(TrainConfig(model="cvae", dataset=f"folder:{tmp_path / 'flat'}", epochs=1), out=str(tmp_path / "run"), progress=False)
+        train(
+            TrainConfig(model="cvae", dataset=f"folder:{tmp_path / 'flat'}", epochs=1),
+            out=str(tmp_path / "run"),
+            progress=False,
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -452,12 +474,19 @@ def test_npz_layouts_and_errors(tmp_path):
 def test_user_images_train_with_shapes_from_the_input(tmp_path):
     from vaelab.config import TrainConfig
     from vaelab.training import train
+
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (300, 3, 16, 16), dtype=np.uint8), y=rng.integers(0, 4, 300))
-    run = train(TrainConfig(model="cvae", dataset=f"npz:{tmp_path / 'd.npz'}", epochs=1, batch_size=32),
-                out=str(tmp_path / "run"), progress=False)
+    run = train(
+        TrainConfig(model="cvae", dataset=f"npz:{tmp_path / 'd.npz'}", epochs=1, batch_size=32),
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
     assert (run / "recon" / "epoch_001.png").is_file()
     np.savez(tmp_path / "odd.npz", x=rng.integers(0, 256, (50, 1, 18, 18), dtype=np.uint8))
     with pytest.raises(VaelabError, match="multiples of 4"):
-        train(TrainConfig(model="conv", dataset=f"npz:{tmp_path / 'odd.npz'}", epochs=1, batch_size=8),
-              out=str(tmp_path / "run2"), progress=False)
+        train(
+            TrainConfig(model="conv", dataset=f"npz:{tmp_path / 'odd.npz'}", epochs=1, batch_size=8),
+            out=str(tmp_path / "run2"),
+            progress=False,
+        )

@@ -1,4 +1,5 @@
 """Two CPU processes on gloo against one process: same parameters, one run folder, no hangs."""
+
 import json
 import os
 import signal
@@ -9,13 +10,24 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import run_vaelab
 from safetensors.torch import load_file
 
-from conftest import run_vaelab
 from vaelab.runs import read_metrics
 
-COMMON = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "128", "--seed", "1",
-          "--no-progress", "--no-report"]
+COMMON = [
+    "train",
+    "--model",
+    "mlp",
+    "--dataset",
+    "mnist-sample",
+    "--batch-size",
+    "128",
+    "--seed",
+    "1",
+    "--no-progress",
+    "--no-report",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -54,8 +66,21 @@ def test_two_processes_match_one_process_and_write_one_folder(single, tmp_path):
 
 def test_distributed_resume_continues_the_same_run(single, tmp_path):
     out = tmp_path / "run"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "vaelab", *COMMON, "--epochs", "1", "--out", str(out)]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "vaelab",
+        *COMMON,
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
     first = subprocess.run(torchrun, capture_output=True, text=True, timeout=600, env=ENV)
     assert first.returncode == 0, first.stderr
     result = vaelab("train", "--resume", out, "--epochs", "2", "--nproc", "2", "--no-progress")
@@ -84,8 +109,13 @@ def rank_pid(tag: str, rank: int) -> int | None:
 def test_killing_one_rank_ends_the_job_with_an_error(tmp_path):
     tag = uuid.uuid4().hex
     out = tmp_path / "run"
-    job = subprocess.Popen([sys.executable, "-m", "vaelab", *COMMON, "--epochs", "200", "--nproc", "2", "--out", str(out)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "VAELAB_TEST_TAG": tag})
+    job = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *COMMON, "--epochs", "200", "--nproc", "2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "VAELAB_TEST_TAG": tag},
+    )
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.safetensors").exists():  # both ranks are training
         assert time.monotonic() < deadline and job.poll() is None, job.communicate()

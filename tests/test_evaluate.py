@@ -1,5 +1,6 @@
 """Evaluation: the importance-weighted bound against a model whose likelihood is known exactly,
 then every evaluation on real (bundled MNIST sample) runs trained once for this module."""
+
 import json
 import math
 import subprocess
@@ -12,21 +13,29 @@ import torch
 from PIL import Image
 from torch.distributions import MultivariateNormal
 
-from vaelab import latent, losses, pixels
+from vaelab import latent, losses
 from vaelab.config import TrainConfig
-from vaelab.data import load_dataset
+from vaelab.data import load_dataset, pixels
+from vaelab.data.pixels import to_float
 from vaelab.errors import VaelabError
-from vaelab.evaluation import EvalConfig, cvae_classifier, evaluate_run, iw_scores, latent_stats
+from vaelab.evaluation import (
+    EvalConfig,
+    classifier_path,
+    cvae_classifier,
+    evaluate_run,
+    frechet_distance,
+    iw_scores,
+    latent_stats,
+)
 from vaelab.losses import kl_monte_carlo, log_normal, reconstruction_nll
-from vaelab.quality import classifier_path, frechet_distance
 from vaelab.runs import load_model
-from vaelab.pixels import to_float
 from vaelab.training import train
 
 BERNOULLI = {"likelihood": "bernoulli", "std": 0.1}
 
 
 # ---- a linear-Gaussian model: x = W z + b + noise, z ~ N(0, I); log p(x) in closed form -------------
+
 
 class FullGaussian:
     """A full-covariance Gaussian proposal, [B, D] means, one shared covariance."""
@@ -49,22 +58,32 @@ def linear():
     d, p, sigma, b_images = 3, 6, 0.5, 8
     W = torch.randn(p, d, generator=g, dtype=torch.float64)
     b = torch.randn(p, generator=g, dtype=torch.float64)
-    x = torch.randn(b_images, d, generator=g, dtype=torch.float64) @ W.T + b + sigma * torch.randn(b_images, p, generator=g, dtype=torch.float64)
-    marginal = MultivariateNormal(b, W @ W.T + sigma ** 2 * torch.eye(p, dtype=torch.float64))
-    post_cov = torch.linalg.inv(torch.eye(d, dtype=torch.float64) + W.T @ W / sigma ** 2)
-    post_mean = (x - b) @ W @ post_cov / sigma ** 2  # Sigma W^T (x - b) / sigma^2, row by row
+    x = (
+        torch.randn(b_images, d, generator=g, dtype=torch.float64) @ W.T
+        + b
+        + sigma * torch.randn(b_images, p, generator=g, dtype=torch.float64)
+    )
+    marginal = MultivariateNormal(b, W @ W.T + sigma**2 * torch.eye(p, dtype=torch.float64))
+    post_cov = torch.linalg.inv(torch.eye(d, dtype=torch.float64) + W.T @ W / sigma**2)
+    post_mean = (x - b) @ W @ post_cov / sigma**2  # Sigma W^T (x - b) / sigma^2, row by row
 
     def log_likelihood(z):  # z [S, B, D] -> log N(x; W z + b, sigma^2 I), [S, B]
         return log_normal(x, z @ W.T + b, torch.full_like(x, 2 * math.log(sigma))).sum(-1)
 
-    return SimpleNamespace(log_px=marginal.log_prob(x), log_likelihood=log_likelihood,
-                           posterior=FullGaussian(post_mean, post_cov), post_mean=post_mean, post_cov=post_cov)
+    return SimpleNamespace(
+        log_px=marginal.log_prob(x),
+        log_likelihood=log_likelihood,
+        posterior=FullGaussian(post_mean, post_cov),
+        post_mean=post_mean,
+        post_cov=post_cov,
+    )
 
 
 @pytest.mark.parametrize("k", [1, 10, 1000])
 def test_the_true_posterior_gives_log_px_exactly_for_every_k(linear, k):
-    log_w, _ = losses.log_weights(linear.log_likelihood, linear.posterior, k, chunk=64,
-                                  generator=torch.Generator().manual_seed(1))
+    log_w, _ = losses.log_weights(
+        linear.log_likelihood, linear.posterior, k, chunk=64, generator=torch.Generator().manual_seed(1)
+    )
     torch.testing.assert_close(losses.iw_bound(log_w), linear.log_px, rtol=0, atol=1e-9)
     torch.testing.assert_close(losses.elbo(log_w), linear.log_px, rtol=0, atol=1e-9)
     assert losses.iw_variance(log_w).max() < 1e-12  # constant weights: no Monte Carlo error
@@ -77,7 +96,9 @@ def test_a_mismatched_proposal_converges_to_log_px_as_k_grows(linear):
     q = losses.DiagonalGaussian(linear.post_mean + 0.5, logvar)
     gaps, ses = [], []
     for k in (1, 10, 100, 10_000):
-        log_w, _ = losses.log_weights(linear.log_likelihood, q, k, chunk=1000, generator=torch.Generator().manual_seed(k))
+        log_w, _ = losses.log_weights(
+            linear.log_likelihood, q, k, chunk=1000, generator=torch.Generator().manual_seed(k)
+        )
         gaps.append((linear.log_px - losses.iw_bound(log_w)).mean().item())
         ses.append(math.sqrt(losses.iw_variance(log_w).sum().item()) / len(linear.log_px))
     assert gaps[0] > gaps[1] > gaps[2] > gaps[3] > -3 * ses[3], (gaps, ses)
@@ -88,14 +109,21 @@ def test_k_1_is_the_elbo_and_averages_to_its_closed_form(linear):
     q = losses.DiagonalGaussian(linear.post_mean - 0.3, torch.zeros_like(linear.post_mean))
     log_w, log_px_z = losses.log_weights(linear.log_likelihood, q, 1, generator=torch.Generator().manual_seed(2))
     z = q.sample(1, torch.Generator().manual_seed(2))  # the same draw, scored independently
-    one_sample_elbo = linear.log_likelihood(z) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) \
+    one_sample_elbo = (
+        linear.log_likelihood(z)
+        + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
         - torch.distributions.Normal(q.mu, 1.0).log_prob(z).sum(-1)
+    )
     torch.testing.assert_close(losses.iw_bound(log_w), one_sample_elbo[0])
     torch.testing.assert_close(losses.iw_bound(log_w), losses.elbo(log_w))
     # E_q[log p(x,z) - log q(z)] = log p(x) - KL(q || posterior), both in closed form
     eye = torch.eye(3, dtype=torch.float64)
-    kl = torch.distributions.kl_divergence(MultivariateNormal(q.mu, eye), MultivariateNormal(linear.post_mean, linear.post_cov))
-    many, _ = losses.log_weights(linear.log_likelihood, q, 20_000, chunk=5000, generator=torch.Generator().manual_seed(3))
+    kl = torch.distributions.kl_divergence(
+        MultivariateNormal(q.mu, eye), MultivariateNormal(linear.post_mean, linear.post_cov)
+    )
+    many, _ = losses.log_weights(
+        linear.log_likelihood, q, 20_000, chunk=5000, generator=torch.Generator().manual_seed(3)
+    )
     se = many.std(0) / math.sqrt(len(many))
     assert ((losses.elbo(many) - (linear.log_px - kl)).abs() < 4 * se).all()
     assert (losses.iw_bound(many) >= losses.elbo(many)).all()  # Jensen, on the same samples
@@ -104,6 +132,7 @@ def test_k_1_is_the_elbo_and_averages_to_its_closed_form(linear):
 def test_a_vae_with_one_sample_gives_the_losses_single_sample_elbo():
     """Through the real model path: L_1 = -(BCE(x, decoder(z)) + log q(z|x) - log p(z)), the same z."""
     from vaelab.models import build_model, make_config
+
     torch.manual_seed(0)
     model = build_model("conv", make_config("conv", (1, 28, 28), 10)).eval()
     x = to_float(load_dataset("mnist-sample").test_x[:6])
@@ -116,6 +145,7 @@ def test_a_vae_with_one_sample_gives_the_losses_single_sample_elbo():
 
 
 # ---- binarisation and the Fréchet distance --------------------------------------------------------
+
 
 def test_binarisation_modes():
     x = load_dataset("mnist-sample").test_x[:200]
@@ -133,6 +163,7 @@ def test_binarisation_modes():
 
 def test_frechet_distance_matches_scipy_and_known_cases():
     from scipy import linalg
+
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(500, 8)), rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8)) + 1
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
@@ -144,6 +175,7 @@ def test_frechet_distance_matches_scipy_and_known_cases():
 
 # ---- real runs -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A conv (latent 2) and a cvae run, 2 epochs of batches of 32 on the sample; a private cache."""
@@ -153,15 +185,23 @@ def lab(tmp_path_factory):
         cfg = TrainConfig(dataset="mnist-sample", epochs=2, batch_size=32)
         conv_dir = train(cfg, out=str(root / "conv"), progress=False)
         cvae_dir = train(TrainConfig(**{**cfg.__dict__, "model": "cvae"}), out=str(root / "cvae"), progress=False)
-        yield SimpleNamespace(root=root, conv_dir=conv_dir, cvae_dir=cvae_dir, data=load_dataset("mnist-sample"),
-                              conv=load_model(conv_dir)[0], cvae=load_model(cvae_dir)[0])
+        yield SimpleNamespace(
+            root=root,
+            conv_dir=conv_dir,
+            cvae_dir=cvae_dir,
+            data=load_dataset("mnist-sample"),
+            conv=load_model(conv_dir)[0],
+            cvae=load_model(cvae_dir)[0],
+        )
 
 
 def test_iw_bound_is_above_the_elbo_and_grows_with_k(lab):
     x, y = lab.data.test_x[:50], lab.data.test_y[:50]
     bound, se = {}, {}
     for k in (1, 10, 100):
-        s = iw_scores(lab.conv, x, y, EvalConfig(iw_samples=k, decode_batch=1000), BERNOULLI, torch.Generator().manual_seed(k))
+        s = iw_scores(
+            lab.conv, x, y, EvalConfig(iw_samples=k, decode_batch=1000), BERNOULLI, torch.Generator().manual_seed(k)
+        )
         assert (s["bound"] >= s["elbo"] - 1e-9).all()
         bound[k], se[k] = s["bound"].mean().item(), math.sqrt(s["variance"].sum().item()) / 50
         if k == 1:
@@ -182,7 +222,9 @@ def test_evaluate_run_writes_every_number_and_figure(lab, monkeypatch):
     assert sum(r["latent"]["kl_per_dim"]) == pytest.approx(e["kl"], rel=1e-4)
     c = r["latent_classifiers"]
     assert c["knn"]["accuracy"] > 0.2 and c["logistic"]["accuracy"] > 0.2, c  # chance 0.1 (± 0.01 on 1,000 images)
-    assert np.sum(c["knn"]["confusion"]) == 1000 and np.trace(c["knn"]["confusion"]) == round(1000 * c["knn"]["accuracy"])
+    assert np.sum(c["knn"]["confusion"]) == 1000 and np.trace(c["knn"]["confusion"]) == round(
+        1000 * c["knn"]["accuracy"]
+    )
     q = r["sample_quality"]
     assert q["frechet_distance"] > q["frechet_train_vs_test"] >= 0 and 0.1 <= q["mean_confidence"] <= 1
     assert len(q["class_shares"]) == 10 and sum(q["class_shares"]) == pytest.approx(1) and 0 <= q["balance"] <= 1
@@ -196,7 +238,7 @@ def test_latent_stats_count_the_dimensions_whose_means_vary():
     mu = torch.stack([torch.linspace(-1, 1, 100), torch.full((100,), 0.3), 0.05 * torch.randn(100)], 1)
     stats = latent_stats(mu, torch.zeros_like(mu))
     assert stats["active_units"] == 1  # var 0.34 > 0.01; 0; about 0.0025 < 0.01
-    assert stats["kl_per_dim"][1] == pytest.approx(0.5 * 0.3 ** 2)
+    assert stats["kl_per_dim"][1] == pytest.approx(0.5 * 0.3**2)
 
 
 def test_cvae_classifies_by_its_bound_well_above_chance(lab):
@@ -212,7 +254,7 @@ def test_label_swap_keeps_z_and_changes_the_label(lab):
     first = [int(torch.nonzero(lab.data.test_y == c)[0]) for c in range(10)]
     torch.testing.assert_close(images[::11], to_float(lab.data.test_x[first]))  # the inputs, first column
     with torch.no_grad():
-        x = to_float(lab.data.test_x[first[3]:first[3] + 1])
+        x = to_float(lab.data.test_x[first[3] : first[3] + 1])
         mu, _ = lab.cvae.encode(x, torch.tensor([3]))
         expected = torch.sigmoid(lab.cvae.decode(mu, torch.tensor([7])))
     torch.testing.assert_close(images[3 * 11 + 1 + 7], expected[0])
@@ -221,9 +263,27 @@ def test_label_swap_keeps_z_and_changes_the_label(lab):
 def test_evaluate_command_on_a_cvae(lab):
     """`vaelab evaluate` end to end: the CVAE classifier, its confusion PNG, the printed summary (the label
     swap is drawn by the report, with its labels: tests/test_report_answers.py)."""
-    result = subprocess.run([sys.executable, "-m", "vaelab", "evaluate", str(lab.cvae_dir), "--iw-samples", "5",
-                             "--iw-images", "60", "--classify-samples", "2", "--quality-samples", "0", "--no-progress"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaelab",
+            "evaluate",
+            str(lab.cvae_dir),
+            "--iw-samples",
+            "5",
+            "--iw-images",
+            "60",
+            "--classify-samples",
+            "2",
+            "--quality-samples",
+            "0",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "L_5" in result.stdout and "CVAE classifier" in result.stdout and "eval.json" in result.stdout
     r = json.loads((lab.cvae_dir / "eval.json").read_text())
@@ -234,15 +294,22 @@ def test_evaluate_command_on_a_cvae(lab):
 
 def evaluate_args(*argv):
     import argparse
-    from vaelab.cli import add_evaluate_parser
+
+    from vaelab.cli.read import add_evaluate_parser
+
     parser = argparse.ArgumentParser()
     add_evaluate_parser(parser.add_subparsers())
     return parser.parse_args(["evaluate", *argv])
 
 
-@pytest.mark.parametrize("flags, message", [(["--iw-samples", "0"], "--iw-samples must be at least 1"),
-                                            (["--binarize", "half"], "invalid choice: 'half'"),
-                                            (["--decode-batch", "x"], "--decode-batch must be an int")])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--iw-samples", "0"], "--iw-samples must be at least 1"),
+        (["--binarize", "half"], "invalid choice: 'half'"),
+        (["--decode-batch", "x"], "--decode-batch must be an int"),
+    ],
+)
 def test_evaluate_flags_are_checked(flags, message, capsys):
     with pytest.raises(SystemExit):
         evaluate_args("RUN", *flags)

@@ -5,6 +5,7 @@ Needs the Python package playwright and a Chromium (Debian: apt-get install chro
 binary via $VAELAB_CHROMIUM); skipped, saying which is missing, otherwise. Screenshots go to the
 test's tmp_path, and also to $VAELAB_SHOTS when that names a folder.
 """
+
 import json
 import os
 import statistics
@@ -14,32 +15,35 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from vaelab import serve
-
 from conftest import CHROMIUM, CHROMIUM_ARGS
 
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="the Python package playwright is not installed (pip install playwright)")
+from vaelab import explorer
+from vaelab.explorer import server
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the Python package playwright is not installed (pip install playwright)"
+)
 if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VAELAB_CHROMIUM)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VAELAB_CHROMIUM)", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")
 def base_url(explorer_run):
     import uvicorn
-    runs = serve.load_runs([explorer_run("conv"), explorer_run("cvae")])
-    sock = serve.listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(serve.create_app(runs), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    runs = explorer.load_runs([explorer_run("conv"), explorer_run("cvae")])
+    sock = server.listen("127.0.0.1", 0)
+    web = uvicorn.Server(uvicorn.Config(explorer.create_app(runs), log_level="warning"))
+    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+    while not web.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield serve.address(sock)
-    server.should_exit = True
+    assert web.started, "uvicorn did not start"
+    yield server.address(sock)
+    web.should_exit = True
     thread.join(10)
     sock.close()
 
@@ -104,9 +108,13 @@ def at(page, selector: str, fx: float, fy: float) -> tuple[float, float]:
 
 
 def wait_for_new_src(page, selector: str, old):
-    page.wait_for_function("([s, old]) => { const src = document.querySelector(s).getAttribute('src');"
-                           " return src && src !== old; }", arg=[selector, old])
+    page.wait_for_function(
+        "([s, old]) => { const src = document.querySelector(s).getAttribute('src'); return src && src !== old; }",
+        arg=[selector, old],
+    )
     return page.get_attribute(selector, "src")
+
+
 # (predicates are written as functions: the page's Content-Security-Policy forbids evaluating
 # bare expressions, which Playwright would have to eval)
 
@@ -121,10 +129,14 @@ def test_the_decoded_image_follows_the_mouse_with_one_request_in_flight(page, tm
     assert "no projection" in page.text_content("#caption")
     assert len(page.locator("#legend li").all()) == 10
     shoot(page, tmp_path, "1-hover")
-    durations = page.evaluate("performance.getEntriesByType('resource')"
-                              ".filter(e => e.name.endsWith('/api/decode')).map(e => e.duration)")
-    report = {"decode_round_trip_ms_median": statistics.median(durations), "decodes": len(durations),
-              "page_ready_s": page.ready_seconds}
+    durations = page.evaluate(
+        "performance.getEntriesByType('resource').filter(e => e.name.endsWith('/api/decode')).map(e => e.duration)"
+    )
+    report = {
+        "decode_round_trip_ms_median": statistics.median(durations),
+        "decodes": len(durations),
+        "page_ready_s": page.ready_seconds,
+    }
     print(json.dumps(report))
     (tmp_path / "timings.json").write_text(json.dumps(report))
 
@@ -146,7 +158,9 @@ def test_a_drawing_is_encoded_and_marked_on_the_scatter(page, tmp_path):
 def test_a_touch_stroke_draws_too(page):
     cdp = page.context.new_cdp_session(page)
     points = [at(page, "#pad", 0.5, 0.1 + 0.08 * i) for i in range(10)]
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [dict(zip("xy", points[0]))]})
+    cdp.send(
+        "Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [dict(zip("xy", points[0], strict=True))]}
+    )
     for x, y in points[1:]:
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})

@@ -2,6 +2,7 @@
 data files whose headers promise more than they hold (or more than vaelab loads), the user's own
 images and arrays, unbounded settings, unwritable outputs, a closed pipe, Ctrl-C while starting.
 Each is run here and must leave no traceback."""
+
 import gzip
 import io
 import resource
@@ -20,16 +21,21 @@ import torch
 from PIL import Image
 
 from vaelab import cli, runs
-from vaelab.config import TrainConfig, divergence_advice
+from vaelab.config import TrainConfig
 from vaelab.data import ImageData, load_dataset
 from vaelab.data.formats import MAX_BYTES
 from vaelab.errors import DataFormatError, VaelabError
+from vaelab.evaluation import classifier_path
 from vaelab.files import atomic_write
-from vaelab.quality import classifier_path
 from vaelab.training import train
+from vaelab.training.advice import divergence_advice
 
-IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-             "t10k-labels-idx1-ubyte.gz")
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +54,25 @@ def refused(capsys, *argv, message: str) -> str:
 
 
 def train_args(dataset: str, out: Path) -> list:
-    return ["train", "--model", "mlp", "--dataset", dataset, "--epochs", "1", "--batch-size", "2",
-            "--out", out, "--no-progress", "--no-report"]
+    return [
+        "train",
+        "--model",
+        "mlp",
+        "--dataset",
+        dataset,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--out",
+        out,
+        "--no-progress",
+        "--no-report",
+    ]
 
 
 # ---- data files: sizes checked against what the headers promise, before decompressing ---------------
+
 
 def idx_header(shape) -> bytes:
     return bytes([0, 0, 8, len(shape)]) + np.array(shape, ">u4").tobytes()
@@ -62,8 +82,16 @@ def write_idx(folder: Path, images: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     x = np.zeros((10, 28, 28), np.uint8)
     y = np.zeros(10, np.uint8)
-    for name, raw in zip(IDX_NAMES, (images, idx_header(y.shape) + y.tobytes(),
-                                     idx_header(x.shape) + x.tobytes(), idx_header(y.shape) + y.tobytes())):
+    for name, raw in zip(
+        IDX_NAMES,
+        (
+            images,
+            idx_header(y.shape) + y.tobytes(),
+            idx_header(x.shape) + x.tobytes(),
+            idx_header(y.shape) + y.tobytes(),
+        ),
+        strict=True,
+    ):
         (folder / name).write_bytes(raw if name == IDX_NAMES[0] else gzip.compress(raw))
     return folder
 
@@ -75,17 +103,27 @@ def test_a_gzip_bomb_is_refused_after_the_bytes_its_header_promises(tmp_path, ca
     assert len(bomb) < 1 << 20
     folder = write_idx(tmp_path / "mnist", bomb)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    refused(capsys, *train_args("mnist", tmp_path / "run"), "--data-dir", folder,
-            message="trailing bytes after the data: shape (10, 28, 28) needs 7856 bytes, got more")
+    refused(
+        capsys,
+        *train_args("mnist", tmp_path / "run"),
+        "--data-dir",
+        folder,
+        message="trailing bytes after the data: shape (10, 28, 28) needs 7856 bytes, got more",
+    )
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000  # kB: never the 256 MB
     assert not (tmp_path / "run").exists()
 
 
 def test_a_header_that_promises_too_much_names_the_limit(tmp_path, capsys):
     folder = write_idx(tmp_path / "mnist", gzip.compress(idx_header((100_000, 1000, 1000))))
-    refused(capsys, *train_args("mnist", tmp_path / "run"), "--data-dir", folder,
-            message=f"its header promises shape (100000, 1000, 1000): 100,000,000,016 bytes, more than vaelab "
-                    f"reads from one data file ({MAX_BYTES:,} bytes, vaelab.data.formats.MAX_BYTES)")
+    refused(
+        capsys,
+        *train_args("mnist", tmp_path / "run"),
+        "--data-dir",
+        folder,
+        message=f"its header promises shape (100000, 1000, 1000): 100,000,000,016 bytes, more than vaelab "
+        f"reads from one data file ({MAX_BYTES:,} bytes, vaelab.data.formats.MAX_BYTES)",
+    )
 
 
 def test_a_cifar_member_larger_than_a_batch_is_refused_from_its_header(tmp_path):
@@ -94,11 +132,14 @@ def test_a_cifar_member_larger_than_a_batch_is_refused_from_its_header(tmp_path)
         info = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
         info.size = 40_000 * 3073  # 4x a batch of zeros: 120 MB, about 100 kB of gzip
         tar.addfile(info, io.BytesIO(bytes(info.size)))
-    with pytest.raises(DataFormatError, match=r"data_batch_1.bin is 122,920,000 bytes, more than the original's 30,730,000"):
+    with pytest.raises(
+        DataFormatError, match=r"data_batch_1.bin is 122,920,000 bytes, more than the original's 30,730,000"
+    ):
         load_dataset("cifar10", tmp_path, download=False)
 
 
 # ---- the user's arrays: npz ------------------------------------------------------------------------
+
 
 def npz(path: Path, **arrays) -> str:
     np.savez(path, **arrays)
@@ -114,11 +155,16 @@ NPZ_CASES = {
     "y_test without x_test": (dict(x=X, y=Y, y_test=Y), "has y_test but no x_test"),
     "x_test without y_test": (dict(x=X, y=Y, x_test=X), "has x_test but no y_test"),
     "fractional labels": (dict(x=X, y=Y + 0.5), "labels must be whole numbers"),
-    "a label of 10^8": (dict(x=X, y=np.where(Y == 3, 10 ** 8, Y)), "class indices from 0 to 999 (vaelab.options.MAX_CLASSES)"),
+    "a label of 10^8": (
+        dict(x=X, y=np.where(Y == 3, 10**8, Y)),
+        "class indices from 0 to 999 (vaelab.options.MAX_CLASSES)",
+    ),
     "negative label": (dict(x=X, y=Y - 1), "class indices from 0 to 999"),
     "y_test too short": (dict(x=X, y=Y, x_test=X[:10], y_test=Y[:9]), "10 images need 10 labels"),
-    "y_test beyond the class names": (dict(x=X, y=Y, x_test=X[:4], y_test=np.array([0, 1, 2, 7]),
-                                           classes=np.array(["a", "b", "c", "d"])), "labels must be in 0..3"),
+    "y_test beyond the class names": (
+        dict(x=X, y=Y, x_test=X[:4], y_test=np.array([0, 1, 2, 7]), classes=np.array(["a", "b", "c", "d"])),
+        "labels must be in 0..3",
+    ),
     "splits of two sizes": (dict(x=X, x_test=np.zeros((4, 12, 12), np.uint8)), "both splits need one image size"),
     "classes as numbers": (dict(x=X, y=Y, classes=np.arange(4)), "classes must be a list of 1 to 1000 names"),
     "no pixels": (dict(x=np.zeros((40, 0, 8), np.uint8)), "holds no pixels"),
@@ -142,16 +188,21 @@ def test_a_truncated_npz_member_is_named(tmp_path, capsys):
     raw = bytearray((tmp_path / "d.npz").read_bytes())
     raw[5000:9000] = bytes(4000)  # inside x's compressed data; the archive's directory is intact
     (tmp_path / "d.npz").write_bytes(bytes(raw))
-    refused(capsys, *train_args(f"npz:{tmp_path / 'd.npz'}", tmp_path / "run"), message="cannot be read as a .npz archive")
+    refused(
+        capsys, *train_args(f"npz:{tmp_path / 'd.npz'}", tmp_path / "run"), message="cannot be read as a .npz archive"
+    )
 
 
 def test_an_npz_header_that_promises_terabytes_is_refused_unread(tmp_path, capsys):
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10 ** 6, 1000, 1000)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 1000, 1000)})
     with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
         archive.writestr("x.npy", header.getvalue() + bytes(1000))
-    refused(capsys, *train_args(f"npz:{tmp_path / 'd.npz'}", tmp_path / "run"),
-            message="x has shape (1000000, 1000, 1000): 1,000,000,000,000 bytes, more than vaelab loads")
+    refused(
+        capsys,
+        *train_args(f"npz:{tmp_path / 'd.npz'}", tmp_path / "run"),
+        message="x has shape (1000000, 1000, 1000): 1,000,000,000,000 bytes, more than vaelab loads",
+    )
 
 
 @pytest.mark.parametrize("name", ["npz:", "folder:", "folder:  "])
@@ -161,6 +212,7 @@ def test_an_empty_path_is_refused(name, tmp_path, capsys, monkeypatch):
 
 
 # ---- the user's images: folder ---------------------------------------------------------------------
+
 
 def png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +234,11 @@ def test_images_beside_class_folders_are_refused(tmp_path, capsys):
         for i in range(3):
             png(tmp_path / "f" / cls / f"{i}.png", np.zeros((8, 8), np.uint8))
     png(tmp_path / "f" / "stray.png", np.zeros((8, 8), np.uint8))
-    refused(capsys, *train_args(f"folder:{tmp_path / 'f'}", tmp_path / "run"),
-            message="and also 1 image beside them (stray.png...), which would have no class")
+    refused(
+        capsys,
+        *train_args(f"folder:{tmp_path / 'f'}", tmp_path / "run"),
+        message="and also 1 image beside them (stray.png...), which would have no class",
+    )
 
 
 def test_an_image_that_opens_but_does_not_decode_is_named(tmp_path, capsys):
@@ -197,11 +252,16 @@ def test_an_image_that_opens_but_does_not_decode_is_named(tmp_path, capsys):
 def test_an_image_of_0x0_pixels_is_named(tmp_path, capsys):
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
     for i in range(3):
         png(tmp_path / "f" / f"{i}.png", np.zeros((8, 8), np.uint8))
     empty = tmp_path / "f" / "3.png"
-    empty.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", bytes(8) + bytes([8, 0, 0, 0, 0])) +
-                      chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    empty.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", bytes(8) + bytes([8, 0, 0, 0, 0]))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
     err = refused(capsys, *train_args(f"folder:{tmp_path / 'f'}", tmp_path / "run"), message="3.png")
     assert "remove or replace that file" in err
 
@@ -209,7 +269,9 @@ def test_an_image_of_0x0_pixels_is_named(tmp_path, capsys):
 def test_32_bit_float_images_are_refused_with_the_fix(tmp_path, capsys):
     for i in range(3):
         Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / f"{i}.tiff")
-    refused(capsys, *train_args(f"folder:{tmp_path}", tmp_path / "run"), message="'F' pixels (32-bit integers or floats)")
+    refused(
+        capsys, *train_args(f"folder:{tmp_path}", tmp_path / "run"), message="'F' pixels (32-bit integers or floats)"
+    )
 
 
 def test_a_folder_of_more_images_than_open_files_loads(tmp_path):
@@ -226,15 +288,19 @@ def test_a_folder_of_more_images_than_open_files_loads(tmp_path):
 
 # ---- settings that would cost unbounded memory or time -------------------------------------------------
 
-@pytest.mark.parametrize("argv,message", [
-    (["train", "--latent-dim", str(10 ** 8)], "--latent-dim must be at most 4096 (vaelab's limit)"),
-    (["train", "--seed", str(10 ** 23)], "--seed must be from 0 to 9223372036854775807"),
-    (["train", "--channels", "32,4096"], "--channels must be at most 1024"),
-    (["summary", "mlp", "--hidden-dim", "100000"], "--hidden-dim must be at most 16384"),
-    (["sample", "RUN", "-n", "1000000"], "expected a number from 1 to 10,000"),
-    (["sample", "RUN", "--seed", "-1"], "expected a number from 0 to"),
-    (["evaluate", "RUN", "--iw-samples", str(10 ** 9)], "--iw-samples must be at most 100000"),
-])
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--latent-dim", str(10**8)], "--latent-dim must be at most 4096 (vaelab's limit)"),
+        (["train", "--seed", str(10**23)], "--seed must be from 0 to 9223372036854775807"),
+        (["train", "--channels", "32,4096"], "--channels must be at most 1024"),
+        (["summary", "mlp", "--hidden-dim", "100000"], "--hidden-dim must be at most 16384"),
+        (["sample", "RUN", "-n", "1000000"], "expected a number from 1 to 10,000"),
+        (["sample", "RUN", "--seed", "-1"], "expected a number from 0 to"),
+        (["evaluate", "RUN", "--iw-samples", str(10**9)], "--iw-samples must be at most 100000"),
+    ],
+)
 def test_unbounded_settings_are_refused_naming_the_bound(argv, message, capsys):
     with pytest.raises(SystemExit) as e:  # argparse's own error: usage, then `vaelab CMD: error: ...`
         cli.main(argv)
@@ -243,16 +309,31 @@ def test_unbounded_settings_are_refused_naming_the_bound(argv, message, capsys):
 
 
 def test_a_model_over_the_parameter_limit_is_refused_before_memory_is_taken(capsys):
-    refused(capsys, "train", "--model", "mlp", "--hidden-dim", "16384", "--hidden-layers", "16",
-            "--dataset", "mnist-sample", "--out", "/nonexistent/never",
-            message="would have 8,079,377,172 parameters, over vaelab's limit of 100,000,000 (vaelab.models.MAX_PARAMS)")
+    refused(
+        capsys,
+        "train",
+        "--model",
+        "mlp",
+        "--hidden-dim",
+        "16384",
+        "--hidden-layers",
+        "16",
+        "--dataset",
+        "mnist-sample",
+        "--out",
+        "/nonexistent/never",
+        message="would have 8,079,377,172 parameters, over vaelab's limit of 100,000,000 (vaelab.models.MAX_PARAMS)",
+    )
 
 
 # ---- outputs that cannot be written ----------------------------------------------------------------
 
+
 def test_an_out_that_is_a_file_or_under_a_file_is_named(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    refused(capsys, *train_args("mnist-sample", tmp_path / "file"), message="is a file, not a folder; pick another --out")
+    refused(
+        capsys, *train_args("mnist-sample", tmp_path / "file"), message="is a file, not a folder; pick another --out"
+    )
     refused(capsys, *train_args("mnist-sample", tmp_path / "file" / "run"), message="a part of the path is a file")
 
 
@@ -278,21 +359,29 @@ def test_sample_into_a_missing_folder_or_from_nan_weights_is_named(untrained_run
 
 # ---- the process: a closed pipe, Ctrl-C while starting ----------------------------------------------
 
+
 def test_a_closed_output_pipe_is_one_line(untrained_run):
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", "summary", "conv"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "summary", "conv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     process.stdout.close()  # as `| head` does once it has its lines
     err = process.stderr.read()
     assert process.wait(120) == 141
-    assert err.startswith("vaelab: error: the output was closed") and "Traceback" not in err and "Exception" not in err, err
+    assert (
+        err.startswith("vaelab: error: the output was closed") and "Traceback" not in err and "Exception" not in err
+    ), err
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.5, 1.0, 2.5])
 def test_ctrl_c_while_starting_is_one_line(delay, tmp_path):
     """While torch loads, while the data load, or in the first steps (2,000 steps of 2 images ahead):
     Ctrl-C always stops the command, with one line and status 130."""
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", *map(str, train_args("mnist-sample", tmp_path / "run"))],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *map(str, train_args("mnist-sample", tmp_path / "run"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
@@ -302,30 +391,62 @@ def test_ctrl_c_while_starting_is_one_line(delay, tmp_path):
 
 # ---- advice that fits the cause ---------------------------------------------------------------------------
 
+
 def test_a_divergence_in_the_first_epoch_promises_no_checkpoint(tmp_path):
     with pytest.raises(VaelabError) as e:
-        train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, batch_size=500, lr=1e30),
-              out=tmp_path / "run", progress=False)
+        train(
+            TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, batch_size=500, lr=1e30),
+            out=tmp_path / "run",
+            progress=False,
+        )
     text = str(e.value)
     assert "non-finite in epoch 1" in text and "No checkpoint was written yet" in text and "epoch 0" not in text
     assert "--lr 1e+29 --clip-grad 10 --overwrite" in text and not (tmp_path / "run" / runs.CHECKPOINT).exists()
 
 
-@pytest.mark.parametrize("settings,named", [
-    (dict(beta=1e6), "--beta 1e+06"), (dict(likelihood="gaussian", gaussian_std=1e-4), "--gaussian-std 0.0001"),
-    (dict(objective="mmd", mmd_weight=1e7), "--mmd-weight 1e+07"), (dict(), None)])
+@pytest.mark.parametrize(
+    "settings,named",
+    [
+        (dict(beta=1e6), "--beta 1e+06"),
+        (dict(likelihood="gaussian", gaussian_std=1e-4), "--gaussian-std 0.0001"),
+        (dict(objective="mmd", mmd_weight=1e7), "--mmd-weight 1e+07"),
+        (dict(), None),
+    ],
+)
 def test_divergence_advice_names_the_setting_that_makes_the_loss_large(settings, named):
     advice = divergence_advice(TrainConfig(**settings), Path("runs/x"), "end of epoch 3")
     assert "vaelab train --resume runs/x --lr 0.0001 --clip-grad 10" in advice and "end of epoch 3" in advice
-    assert (named in advice and "train again with smaller values" in advice) if named else "make the loss large" not in advice
+    assert (
+        (named in advice and "train again with smaller values" in advice)
+        if named
+        else "make the loss large" not in advice
+    )
 
 
 # ---- the report on data with fewer than 10 classes, and the classifier cache --------------------------
 
+
 def test_training_on_three_classes_ends_with_its_report(tmp_path, capsys):
     dataset = npz(tmp_path / "d.npz", x=np.repeat(X, 3, axis=0), y=np.repeat(Y % 3, 3))
-    assert cli.main(["train", "--model", "cvae-mlp", "--dataset", dataset, "--epochs", "1", "--batch-size", "20",
-                     "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "cvae-mlp",
+                "--dataset",
+                dataset,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "20",
+                "--out",
+                str(tmp_path / "run"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "report: " in capsys.readouterr().out and (tmp_path / "run" / "figures" / "walks.png").is_file()
     with pytest.raises(SystemExit):  # a flag that names a missing class is argparse's error
         cli.main(["report", str(tmp_path / "run"), "--labels", "4"])
@@ -335,10 +456,15 @@ def test_training_on_three_classes_ends_with_its_report(tmp_path, capsys):
 def test_the_classifier_cache_is_keyed_by_content_and_stays_in_its_folder():
     def data(name, seed):
         x = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (20, 1, 8, 8), dtype=np.uint8))
-        return ImageData(name, x[:16], torch.zeros(16, dtype=torch.int64), x[16:], torch.zeros(4, dtype=torch.int64),
-                         ("a",), "here")
-    a, b, same = classifier_path(data("npz:data.npz", 0)), classifier_path(data("npz:data.npz", 1)), \
-        classifier_path(data("npz:data.npz", 0))
+        return ImageData(
+            name, x[:16], torch.zeros(16, dtype=torch.int64), x[16:], torch.zeros(4, dtype=torch.int64), ("a",), "here"
+        )
+
+    a, b, same = (
+        classifier_path(data("npz:data.npz", 0)),
+        classifier_path(data("npz:data.npz", 1)),
+        classifier_path(data("npz:data.npz", 0)),
+    )
     assert a != b and a == same and a.name.startswith("npz_data_npz-")
     hostile = classifier_path(data("npz:../../../etc/x", 0))
     assert hostile.parent == a.parent and ".." not in hostile.name

@@ -1,4 +1,5 @@
 """The latent space has one home (vaelab/latent.py): the report and the explorer read it alike."""
+
 import base64
 import io
 
@@ -8,8 +9,9 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from vaelab import figures, latent, serve
+from vaelab import explorer, latent
 from vaelab.config import TrainConfig
+from vaelab.report import figures
 from vaelab.runs import open_run
 from vaelab.training import train
 
@@ -19,12 +21,19 @@ def wide(tmp_path_factory):
     """An MLP with an 8-dimensional latent after one epoch on Fashion-MNIST (10,000 test images,
     so the scatter shows a 5,000-image subset), opened by the report and by the explorer."""
     out = tmp_path_factory.mktemp("latent") / "mlp8"
-    train(TrainConfig(model="mlp", dataset="fashion-mnist", epochs=1, batch_size=500), {"latent_dim": 8},
-          out=str(out), progress=False)
+    train(
+        TrainConfig(model="mlp", dataset="fashion-mnist", epochs=1, batch_size=500),
+        {"latent_dim": 8},
+        out=str(out),
+        progress=False,
+    )
     run = open_run(out)
-    drawn = {"scatter": figures.scatter(run)[0], "manifold": figures.manifold(run, 3, None, "scale", 1.0)[0],
-             "origin": figures.origin(run)[0]}
-    return drawn, serve.Explorer(serve.load_runs([out]))
+    drawn = {
+        "scatter": figures.scatter(run)[0],
+        "manifold": figures.manifold(run, 3, None, "scale", 1.0)[0],
+        "origin": figures.origin(run)[0],
+    }
+    return drawn, explorer.Explorer(explorer.load_runs([out]))
 
 
 def png(data_url: str) -> np.ndarray:
@@ -39,6 +48,7 @@ def test_report_and_explorer_draw_the_same_images_at_the_same_points(wide):
     page = np.c_[points["x"], points["y"], points["label"]]
     assert len(report) == len(page) == 5000  # of the 10,000 test images
     from sklearn.neighbors import NearestNeighbors
+
     distance, match = NearestNeighbors(n_neighbors=1).fit(report[:, :2]).kneighbors(page[:, :2])
     assert distance.max() < 2e-4  # the page rounds to 4 decimals
     assert len(np.unique(match)) == len(page)  # one report point for each point of the page
@@ -65,6 +75,7 @@ def test_the_scatter_subset_is_seeded_sorted_and_at_most_n():
 
 def test_the_prior_sampler_asks_a_conditional_model_for_every_class_in_turn():
     from vaelab.models import build_model, make_config
+
     cvae = build_model("cvae-mlp", make_config("cvae-mlp", (1, 28, 28), 10))
     z, y = latent.sample_prior(cvae, 25, seed=4)
     assert z.shape == (25, 2) and y.tolist() == [k % 10 for k in range(25)]

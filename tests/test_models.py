@@ -1,4 +1,5 @@
 """One suite run against every registered model."""
+
 import math
 
 import pytest
@@ -6,10 +7,10 @@ import torch
 
 from vaelab.data import load_dataset
 from vaelab.errors import CheckpointError, VaelabError
-from vaelab.losses import vae_loss
+from vaelab.losses import Objective
 from vaelab.models import MODELS, build_model, count_params, make_config
+from vaelab.models.summary import format_summary, layer_rows
 from vaelab.runs import load_weights, save_weights
-from vaelab.summary import format_summary, layer_rows
 
 NAMES = list(MODELS)
 
@@ -57,7 +58,7 @@ def test_loss_at_initialisation_is_near_784_ln2(name):
     model = make(name)
     x, y = batch(MODELS[name].shape, n=64)
     logits, mu, logvar, z = model(x, y)
-    total, recon, kl = vae_loss(logits, x, mu, logvar, z)
+    total, recon, kl = Objective()(logits, x, mu, logvar, z)
     assert torch.isfinite(total)
     assert recon.item() == pytest.approx(x[0].numel() * math.log(2), rel=0.05)  # 784 ln 2 for MNIST
     assert 0 <= kl.item() < 0.5 * model.config.latent_dim  # small posterior moves at init
@@ -72,7 +73,7 @@ def test_can_overfit_one_batch(name):
     losses = []
     for _ in range(150):
         logits, mu, logvar, z = model(x, y)
-        total, _, _ = vae_loss(logits, x, mu, logvar, z)
+        total, _, _ = Objective()(logits, x, mu, logvar, z)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -132,10 +133,15 @@ def test_conv_summary_shapes_follow_the_spec():
     rows = layer_rows(make("conv"))
     shapes = [(r["part"], r["output_shape"], r["params"]) for r in rows]
     assert shapes == [
-        ("encoder", (32, 14, 14), 320), ("encoder", (64, 7, 7), 18_496), ("encoder", (14,), 43_918),
-        ("encoder", (2,), 30), ("encoder", (2,), 30),
-        ("decoder", (3136,), 9_408), ("decoder", (64, 14, 14), 36_928),
-        ("decoder", (32, 28, 28), 18_464), ("decoder", (1, 28, 28), 289),
+        ("encoder", (32, 14, 14), 320),
+        ("encoder", (64, 7, 7), 18_496),
+        ("encoder", (14,), 43_918),
+        ("encoder", (2,), 30),
+        ("encoder", (2,), 30),
+        ("decoder", (3136,), 9_408),
+        ("decoder", (64, 14, 14), 36_928),
+        ("decoder", (32, 28, 28), 18_464),
+        ("decoder", (1, 28, 28), 289),
     ]
 
 

@@ -1,4 +1,5 @@
 """The figures hold what they claim: the decoded z, the points, the labels, the metrics."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,27 +8,45 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from vaelab import latent, plots
-from vaelab.images import tile
+from vaelab import latent
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
-from vaelab.runs import load_model, read_metrics
-from vaelab.summary import layer_rows
+from vaelab.images import tile
+from vaelab.models.summary import layer_rows
+from vaelab.report import figures, plots
+from vaelab.runs import Run, load_model, read_metrics
 from vaelab.training import train
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A 1-epoch conv run and a 1-epoch cvae run (125 steps: enough to use its label) on the bundled sample, with their test codes."""
+    """A 1-epoch conv run and a 1-epoch cvae run (125 steps: enough to use its label) on the bundled sample,
+    with their test codes."""
     root = tmp_path_factory.mktemp("plots")
-    conv_dir = train(TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False)
-    cvae_dir = train(TrainConfig(model="cvae", dataset="mnist-sample", epochs=1, batch_size=32), out=str(root / "cvae"), progress=False)
+    conv_dir = train(
+        TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False
+    )
+    cvae_dir = train(
+        TrainConfig(model="cvae", dataset="mnist-sample", epochs=1, batch_size=32),
+        out=str(root / "cvae"),
+        progress=False,
+    )
     data = load_dataset("mnist-sample")
     conv, _ = load_model(conv_dir)
     cvae, _ = load_model(cvae_dir)
     mu, logvar = latent.encode_set(conv, data.test_x, data.test_y)
     cvae_mu, _ = latent.encode_set(cvae, data.test_x, data.test_y)
-    return SimpleNamespace(conv=conv, cvae=cvae, conv_dir=conv_dir, data=data, mu=mu, logvar=logvar, cvae_mu=cvae_mu)
+    return SimpleNamespace(
+        conv=conv,
+        cvae=cvae,
+        conv_dir=conv_dir,
+        data=data,
+        mu=mu,
+        logvar=logvar,
+        cvae_mu=cvae_mu,
+        conv_run=Run.open(conv_dir, data=data),
+        cvae_run=Run.open(cvae_dir, data=data),
+    )
 
 
 def shown_image(fig, axes: int = 0) -> np.ndarray:
@@ -57,7 +76,7 @@ def test_manifold_is_n_tiles_of_28_pixels_a_side_decoded_at_the_grid_z(lab, n):
     top_left, bottom_right = sigmoid_decode(lab.conv, [[lo1, hi2], [hi1, lo2]])[:, 0]
     np.testing.assert_allclose(tiles[:28, :28], top_left, atol=1e-5)  # z2 grows upwards
     np.testing.assert_allclose(tiles[-28:, -28:], bottom_right, atol=1e-5)
-    fig = plots.manifold_grid(tiles, bounds, n, plane, "grid")
+    fig = plots.manifold_grid(tiles, *latent.grid_values(bounds, n), plane.names, "grid")
     np.testing.assert_array_equal(shown_image(fig), tiles)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_xticklabels()]
@@ -73,15 +92,15 @@ def test_data_range_is_the_min_max_of_the_means_or_their_percentiles_or_the_scal
 
 
 def test_image_at_the_origin_is_the_sigmoid_of_the_decoder_at_zero(lab):
-    fig = plots.origin_image(lab.conv)
+    fig, _ = figures.origin(lab.conv_run)
     np.testing.assert_allclose(shown_image(fig), sigmoid_decode(lab.conv, np.zeros((1, 2)))[0, 0], atol=1e-6)
-    fig = plots.origin_image(lab.cvae, label=8)
+    fig, _ = figures.origin(lab.cvae_run, label=8)
     np.testing.assert_allclose(shown_image(fig), sigmoid_decode(lab.cvae, np.zeros((1, 2)), 8)[0, 0], atol=1e-6)
 
 
 def test_scatter_holds_every_test_point_coloured_by_its_label(lab):
     labels = lab.data.test_y.numpy()
-    fig = plots.latent_scatter(lab.mu, labels, lab.data.classes, latent.latent_plane(lab.mu))
+    fig, _ = figures.scatter(lab.conv_run)
     dots = next(c for c in fig.axes[0].collections if isinstance(c, PathCollection))
     offsets, colours = np.asarray(dots.get_offsets()), np.asarray(dots.get_array())
     assert offsets.shape == (1000, 2)  # all of mnist-sample's 1,000 test images
@@ -95,9 +114,14 @@ def test_scatter_holds_every_test_point_coloured_by_its_label(lab):
 
 
 def test_scatter_keeps_at_most_5000_points_and_names_sampled_z(lab):
-    many = np.tile(lab.mu, (6, 1))
-    fig = plots.latent_scatter(many, np.tile(lab.data.test_y.numpy(), 6), lab.data.classes,
-                               latent.latent_plane(many), kind="sample")
+    many = SimpleNamespace(
+        mu=np.tile(lab.mu, (6, 1)),
+        logvar=np.tile(lab.logvar, (6, 1)),
+        data=SimpleNamespace(
+            test_x=lab.data.test_x.repeat(6, 1, 1, 1), test_y=lab.data.test_y.repeat(6), classes=lab.data.classes
+        ),
+    )
+    fig, _ = figures.scatter(many, z="sample")
     assert len(fig.axes[0].collections[0].get_offsets()) == 5000
     assert "reparameterised samples" in fig.axes[0].get_title()
 
@@ -122,12 +146,14 @@ def test_vae_class_codes_sit_where_each_class_lives(lab):
 
 
 def test_cvae_class_grid_decodes_the_label_it_claims(lab):
-    z, y = latent.class_codes(lab.cvae_mu, lab.data.test_y, 10, per_class=5, conditional=True)
+    z, y = latent.class_codes(
+        lab.cvae_mu, lab.data.test_y, 10, per_class=5, conditional=True
+    )  # as the figure draws them
     np.testing.assert_array_equal(z[y == 0], z[y == 9])  # the same z in every row: only the label changes
-    grid = shown_image(plots.class_grid(lab.cvae, z, y, lab.data.classes))
+    grid = shown_image(figures.class_grid(lab.cvae_run)[0])
     assert grid.shape == (10 * 28, 5 * 28)
     for k in range(10):
-        row = grid[k * 28:(k + 1) * 28]
+        row = grid[k * 28 : (k + 1) * 28]
         np.testing.assert_allclose(row, tile(sigmoid_decode(lab.cvae, z[y == k], k), 5), atol=1e-5)
         other = tile(sigmoid_decode(lab.cvae, z[y == k], (k + 1) % 10), 5)
         assert np.abs(row - other).mean() > 0.01
@@ -144,13 +170,13 @@ def test_walk_runs_from_the_first_code_to_the_second(lab):
     _, images = latent.walk(lab.cvae, x, y, 4, 9, steps=10)
     cvae_mu = lab.cvae_mu[[int(torch.nonzero(y == k)[0]) for k in (4, 9)]]
     np.testing.assert_allclose(images[-1].numpy(), sigmoid_decode(lab.cvae, cvae_mu[1:], 9)[0], atol=1e-5)
-    fig = plots.interpolation_walks(lab.conv, x, y, [(1, 7), (4, 9)], lab.data.classes)
+    fig, _ = figures.walks(lab.conv_run, ((1, 7), (4, 9)))
     assert len(fig.axes) == 2 and fig.axes[0].get_ylabel() == "1 → 7"
 
 
 def test_training_curves_plot_the_metrics(lab):
     rows = read_metrics(lab.conv_dir)
-    fig = plots.training_curves(rows)
+    fig, _ = figures.curves(lab.conv_run)
     assert [ax.get_title() for ax in fig.axes] == ["total loss", "reconstruction", "KL"]
     train_line, test_line = fig.axes[2].get_lines()
     assert list(train_line.get_ydata()) == [r["train_kl"] for r in rows]
@@ -171,7 +197,7 @@ def test_reconstructions_of_every_epoch_stack_down(lab):
     image = shown_image(plots.reconstruction_epochs(pngs, [1, 2]))
     half = pngs[0].shape[0] // 2
     assert image.shape == (3 * half, pngs[0].shape[1])  # the inputs once, then one band per epoch
-    np.testing.assert_allclose(image[2 * half:], pngs[1][half:] / 255.0)
+    np.testing.assert_allclose(image[2 * half :], pngs[1][half:] / 255.0)
 
 
 def test_architecture_diagram_names_every_layer_with_its_parameters(lab):
@@ -191,6 +217,7 @@ def test_a_conditional_model_needs_a_label_to_decode(lab):
 
 def test_colour_images_keep_their_channels():
     from vaelab.models import build_model, make_config
+
     model = build_model("conv", make_config("conv", (3, 32, 32), 10)).eval()
     x = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
     y = torch.arange(40) % 10
@@ -199,4 +226,4 @@ def test_colour_images_keep_their_channels():
     tiles = latent.decode_grid(model, plane, latent.latent_range(mu, "scale"), 5)
     assert tiles.shape == (5 * 32, 5 * 32, 3)
     assert shown_image(plots.class_examples(x, y, [str(k) for k in range(10)])).shape == (32, 32, 3)
-    assert shown_image(plots.interpolation_walks(model, x, y, [(0, 1)], "0123456789", steps=4)).shape[2] == 3
+    assert shown_image(plots.interpolation_walks([latent.walk(model, x, y, 0, 1, steps=4)], ["0 → 1"])).shape[2] == 3

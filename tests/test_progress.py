@@ -1,5 +1,6 @@
 """Progress that suits where it runs: a live bar on a terminal, one line per epoch in a pipe or a
 log, nothing but those lines with --no-progress or TQDM_DISABLE (the notebook: tests/test_api.py)."""
+
 import fcntl
 import os
 import pty
@@ -17,8 +18,9 @@ def in_terminal(args, env=None) -> str:
     """What `vaelab ARGS` writes to a terminal (stdout and stderr on one pseudo-terminal)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", *args], stdout=follower, stderr=follower,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *args], stdout=follower, stderr=follower, env={**os.environ, **(env or {})}
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -45,14 +47,23 @@ def test_the_bar_can_be_turned_off(tmp_path, how):
     env = {"TQDM_DISABLE": "1"} if how.startswith("TQDM") else {}
     shown = in_terminal([*TRAIN, "--out", tmp_path / "run", *([how] if how.startswith("--") else [])], env)
     assert "img/s]" not in shown and "\r\r" not in shown.replace("\r\n", "")
-    assert [line.split()[:2] for line in shown.splitlines() if line.startswith("epoch")] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert [line.split()[:2] for line in shown.splitlines() if line.startswith("epoch")] == [
+        ["epoch", "1/2"],
+        ["epoch", "2/2"],
+    ]
 
 
 def test_a_pipe_gets_one_line_per_epoch(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vaelab", *map(str, TRAIN), "--out", str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab", *map(str, TRAIN), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout + result.stderr
     assert [line.split()[:2] for line in result.stdout.splitlines() if line.startswith("epoch")] == [
-        ["epoch", "1/2"], ["epoch", "2/2"]]
+        ["epoch", "1/2"],
+        ["epoch", "2/2"],
+    ]
     assert result.stderr == ""

@@ -5,6 +5,7 @@ read their runs), several GPUs or machines, `pip install`, the CI script and the
 the suite short, training runs for one epoch (`--epochs N` becomes `--epochs 1`, and `vaelab demo`
 gets `--epochs 1`); every other word is the README's.
 """
+
 import os
 import re
 import shutil
@@ -14,8 +15,17 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-NEEDS_MORE = ("--dataset mnist ", "--dataset cifar10", "runs/iwae", "torchrun", "--nproc", "pip install",
-              ".ci/run", "bench/", "pytest")
+NEEDS_MORE = (
+    "--dataset mnist ",
+    "--dataset cifar10",
+    "runs/iwae",
+    "torchrun",
+    "--nproc",
+    "pip install",
+    ".ci/run",
+    "bench/",
+    "pytest",
+)
 
 
 def readme_commands() -> list[str]:
@@ -45,8 +55,9 @@ def test_every_offline_readme_command_runs(tmp_path):
         pytest.fail("the vaelab command is not installed: pip install -e .")
     ran = []
     for command in filter(offline, readme_commands()):
-        result = subprocess.run(["bash", "-c", shortened(command)], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=900)
+        result = subprocess.run(
+            ["bash", "-c", shortened(command)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
         ran.append(command)
     assert any(c.startswith("vaelab train") for c in ran) and any(c.startswith("vaelab compare") for c in ran)

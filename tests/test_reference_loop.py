@@ -3,6 +3,7 @@
 bench/quality.py measures this over models, data sets, epochs and seeds; this test is its
 cheapest case: one epoch of the MLP on Fashion-MNIST, seed 0.
 """
+
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.models import build_model, make_config
 from vaelab.runs import load_model
-from vaelab.training import evaluate, train
+from vaelab.training import train
+from vaelab.training.loop import evaluate
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -41,8 +43,10 @@ def plain_loop(data, name: str, epochs: int, seed: int) -> nn.Module:
     return model
 
 
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist is not installed (apt-get install it)")
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist is not installed (apt-get install it)",
+)
 def test_one_epoch_of_mlp_on_fashion_mnist_gets_as_far_as_the_plain_loop(tmp_path):
     """After one epoch the plain loop is at about 275 nats. vaelab was at 283 while its decoder's
     first layer started from Glorot weights and zero biases (see models/common.py), 6 to 8 nats

@@ -1,4 +1,5 @@
 """Interruption, resume, divergence and hostile files: a user loses nothing and runs no code."""
+
 import json
 import os
 import pickle
@@ -18,13 +19,28 @@ from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import load_model, read_metrics
 from vaelab.training import resume, train
 
-TRAIN = ["train", "--model", "conv", "--dataset", "mnist-sample", "--epochs", "2", "--seed", "5",
-         "--no-progress", "--no-report"]
+TRAIN = [
+    "train",
+    "--model",
+    "conv",
+    "--dataset",
+    "mnist-sample",
+    "--epochs",
+    "2",
+    "--seed",
+    "5",
+    "--no-progress",
+    "--no-report",
+]
 
 
 def start(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *TRAIN, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(*args) -> subprocess.CompletedProcess:
@@ -109,7 +125,9 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
     run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "run"), progress=False)
     good = weights(run)
     steps = 32  # 4,000 images in batches of 128, the last one filled up from the epoch's other images
-    with pytest.raises(VaelabError, match=rf"non-finite in epoch 2 at step \d+ of {steps}.*--resume .* --lr .* --clip-grad"):
+    with pytest.raises(
+        VaelabError, match=rf"non-finite in epoch 2 at step \d+ of {steps}.*--resume .* --lr .* --clip-grad"
+    ):
         resume(run, epochs=2, lr=1e30, progress=False)  # an absurd learning rate overflows the weights
     kept = load_file(run / "checkpoint.safetensors")
     assert all(torch.equal(kept[k], good[k]) for k in good)
@@ -153,11 +171,17 @@ def test_run_folder_with_missing_files(tmp_path):
 
 def test_weights_from_another_format_version_are_refused(tmp_path):
     from safetensors.torch import save_file
+
     from vaelab.models import build_model, make_config
+
     model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
     path = tmp_path / "model.safetensors"
-    save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, path,
-              metadata={"format": "vaelab-0", "model": "mlp"})
+    save_file(
+        {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
+        path,
+        metadata={"format": "vaelab-0", "model": "mlp"},
+    )
     from vaelab.runs import load_weights
+
     with pytest.raises(CheckpointError, match="has format 'vaelab-0', this vaelab reads 'vaelab-1'"):
         load_weights(model, "mlp", path)

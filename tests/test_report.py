@@ -1,4 +1,5 @@
 """The report page and the comparison: every figure referenced and present, the runs' real numbers."""
+
 import argparse
 import re
 from types import SimpleNamespace
@@ -6,12 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vaelab.cli import add_compare_parser, add_report_parser
+from vaelab.cli.read import add_compare_parser, add_report_parser
 from vaelab.comparison import compare_runs, latent_summary, run_summary
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.report import make_report
-from vaelab.runs import read_metrics
+from vaelab.runs import Run, read_metrics
 from vaelab.training import train
 
 
@@ -20,7 +21,9 @@ def runs(tmp_path_factory):
     """A conv run (1 epoch) and a cvae-mlp run (2 epochs) on the bundled sample, each reported once."""
     root = tmp_path_factory.mktemp("report")
     conv = train(TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False)
-    cvae = train(TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2), out=str(root / "cvae"), progress=False)
+    cvae = train(
+        TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2), out=str(root / "cvae"), progress=False
+    )
     pages = {"conv": make_report(conv), "cvae": make_report(cvae, labels=(4, 8), range_="scale", scale=2.5)}
     return SimpleNamespace(root=root, conv=conv, cvae=cvae, pages=pages)
 
@@ -44,9 +47,17 @@ def test_report_references_every_figure_and_every_reference_exists(runs, name):
 
 def test_a_vae_report_has_one_grid_a_cvae_one_per_label(runs):
     conv, cvae = set(referenced(runs.pages["conv"])), set(referenced(runs.pages["cvae"]))
-    assert {"figures/manifold.png", "figures/origin.png", "figures/scatter.png", "figures/curves.png",
-            "figures/classes.png", "figures/classes_grid.png", "figures/walks.png",
-            "figures/architecture.png", "figures/reconstructions.png"} <= conv
+    assert {
+        "figures/manifold.png",
+        "figures/origin.png",
+        "figures/scatter.png",
+        "figures/curves.png",
+        "figures/classes.png",
+        "figures/classes_grid.png",
+        "figures/walks.png",
+        "figures/architecture.png",
+        "figures/reconstructions.png",
+    } <= conv
     assert {"figures/manifold_label4.png", "figures/manifold_label8.png", "figures/origins.png"} <= cvae
     assert "figures/manifold.png" not in cvae
 
@@ -82,24 +93,30 @@ def parse(*argv):
     return parser.parse_args([str(a) for a in argv])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--grid", "1"], "--grid: expected a whole number from 2 to 64, got '1'"),
-    (["--grid", "65"], "from 2 to 64"),
-    (["--walk", "1-7"], "expected class pairs A:B"),
-    (["--labels", "4;8"], "expected class indices separated by commas"),
-    (["--z", "median"], "invalid choice: 'median'"),
-    (["--scale", "-1"], "--scale: expected a number above 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--grid", "1"], "--grid: expected a whole number from 2 to 64, got '1'"),
+        (["--grid", "65"], "from 2 to 64"),
+        (["--walk", "1-7"], "expected class pairs A:B"),
+        (["--labels", "4;8"], "expected class indices separated by commas"),
+        (["--z", "median"], "invalid choice: 'median'"),
+        (["--scale", "-1"], "--scale: expected a number above 0"),
+    ],
+)
 def test_bad_report_flags_give_clear_errors(runs, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_:
         parse("report", runs.conv, *flags)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--labels", "4,12"], "--labels 12: not a class; this run's data has classes 0..9"),
-    (["--walk", "1:7,3:10"], "--walk 3:10: not a pair of classes"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--labels", "4,12"], "--labels 12: not a class; this run's data has classes 0..9"),
+        (["--walk", "1:7,3:10"], "--walk 3:10: not a pair of classes"),
+    ],
+)
 def test_classes_outside_the_runs_data_are_refused_before_any_work(runs, capsys, flags, message):
     args = parse("report", runs.conv, *flags)
     with pytest.raises(SystemExit) as exit_:
@@ -125,11 +142,17 @@ def test_compare_table_holds_the_runs_real_numbers(runs, capsys, monkeypatch):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[1:4] == [model, "mnist-sample", "2"]
         assert cells[5] == str(len(rows))
-        assert cells[6:11] == [f"{last[k]:,.2f}" for k in ("train_total", "test_total", "test_recon", "test_kl", "test_elbo")]
+        assert cells[6:11] == [
+            f"{last[k]:,.2f}" for k in ("train_total", "test_total", "test_recon", "test_kl", "test_elbo")
+        ]
         assert float(cells[11]) == pytest.approx(sum(r["seconds"] for r in rows) / len(rows), abs=0.006)
         prior_mmd, active, frechet, confidence, balance = cells[12:17]
         assert 0 <= float(prior_mmd) < 2 and active in ("0", "1", "2")
-        assert float(frechet.replace(",", "")) > 0 and 10 <= float(confidence.rstrip("%")) <= 100 and 0 <= float(balance) <= 1
+        assert (
+            float(frechet.replace(",", "")) > 0
+            and 10 <= float(confidence.rstrip("%")) <= 100
+            and 0 <= float(balance) <= 1
+        )
     page = out / "compare.html"
     assert f"{read_metrics(runs.cvae)[-1]['test_elbo']:,.2f}" in page.read_text()
     assert sorted(referenced(page)) == ["curves.png", "manifolds.png", "samples.png", "scatters.png"]
@@ -153,7 +176,7 @@ def test_compare_refuses_too_few_samples_for_a_frechet_distance(capsys):
 
 
 def test_run_summary_counts_both_halves_of_the_model(runs):
-    summary = run_summary(runs.conv)
+    summary = run_summary(Run.open(runs.conv))
     assert summary["params"] == 62_794 + 65_089 and summary["latent_dim"] == 2
 
 

@@ -1,18 +1,19 @@
 """The report answers the exercises' questions, and its figures are right for every model: the
 per-class grid shows its class, the CVAE's diagram and walks, MMD runs labelled as such, labelled
 swap figures, a comparison table that fits the window, the evaluation on the page."""
+
 import re
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from vaelab import figures, latent, plots
+
+from vaelab import latent
 from vaelab.config import TrainConfig
-from vaelab.report import make_report
+from vaelab.models.summary import layer_rows
+from vaelab.report import figures, make_report, plots
 from vaelab.runs import open_run
-from vaelab.summary import layer_rows
 from vaelab.training import train
 
 
@@ -21,10 +22,21 @@ def trained(tmp_path_factory):
     """conv as the demo trains it (10 epochs of batches of 32 on the sample), a CVAE and an MMD run."""
     root = tmp_path_factory.mktemp("answers")
     folders = {
-        "conv": train(TrainConfig(model="conv", dataset="mnist-sample", epochs=10, batch_size=32), out=str(root / "conv"), progress=False),
-        "cvae": train(TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2, batch_size=32), out=str(root / "cvae"), progress=False),
-        "mmd": train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=2, batch_size=100, objective="mmd"),
-                     out=str(root / "mmd"), progress=False),
+        "conv": train(
+            TrainConfig(model="conv", dataset="mnist-sample", epochs=10, batch_size=32),
+            out=str(root / "conv"),
+            progress=False,
+        ),
+        "cvae": train(
+            TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2, batch_size=32),
+            out=str(root / "cvae"),
+            progress=False,
+        ),
+        "mmd": train(
+            TrainConfig(model="mlp", dataset="mnist-sample", epochs=2, batch_size=100, objective="mmd"),
+            out=str(root / "mmd"),
+            progress=False,
+        ),
     }
     return {name: open_run(folder) for name, folder in folders.items()}
 
@@ -45,6 +57,7 @@ def test_the_per_class_grid_shows_its_class(trained):
 
 def test_the_cvae_diagram_draws_the_label_beside_the_first_convolution():
     from vaelab.models import build_model, make_config
+
     model = build_model("cvae", make_config("cvae", (1, 28, 28), 10))
     rows = plots._diagram_rows(layer_rows(model), (1, 28, 28), 2, 10)
     first = rows["encoder"][1]
@@ -74,6 +87,7 @@ def test_an_mmd_run_shows_its_mmd_term(trained, tmp_path):
     assert [ax.get_title() for ax in fig.axes][-1] == "MMD (squared)"
     assert "reconstruction + 1000·MMD" in caption and "1·KL" not in caption
     from vaelab.comparison import compare_runs
+
     compare_runs([run.dir, trained["cvae"].dir], tmp_path / "cmp", quality_samples=0)
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| objective |" in table.splitlines()[0] and "MMD × 1000" in table and "| ELBO |" in table
@@ -87,7 +101,7 @@ def test_the_label_swap_names_its_columns(trained):
 
 def test_short_runs_tick_whole_epochs_and_show_each_epochs_time(trained):
     run = trained["cvae"]
-    ticks = [t for t in plots.training_curves(run.rows).axes[0].get_xticks() if 1 <= t <= 2]
+    ticks = [t for t in figures.curves(run)[0].axes[0].get_xticks() if 1 <= t <= 2]
     assert all(float(t).is_integer() for t in ticks)
     fig, caption = figures.seconds(run)
     assert len(fig.axes[0].patches) == 2 * len(run.rows)  # training and evaluation, per epoch
@@ -95,11 +109,19 @@ def test_short_runs_tick_whole_epochs_and_show_each_epochs_time(trained):
 
 def test_the_report_is_organised_by_question_and_shows_the_evaluation(trained):
     from vaelab.api import evaluate
+
     run = trained["cvae"]
     page = make_report(run.dir).read_text()
     headings = re.findall(r"<h2>(.*?)</h2>", page)
-    assert headings == ["The model", "Training", "The latent space", "Generation", "Conditional generation",
-                        "Classification from the latent code", "How good is the model?"]
+    assert headings == [
+        "The model",
+        "Training",
+        "The latent space",
+        "Generation",
+        "Conditional generation",
+        "Classification from the latent code",
+        "How good is the model?",
+    ]
     assert f"vaelab evaluate {run.dir}" in page  # offered before it has run
     result = evaluate(run.dir, iw_samples=5, iw_images=50, classify_samples=2, quality_samples=0)
     page = make_report(run.dir).read_text()
@@ -113,8 +135,11 @@ def test_a_data_set_of_three_classes_gets_a_report_with_its_own_defaults(tmp_pat
     x = (g.random((300, 1, 8, 8)) * 255).astype(np.uint8)
     y = np.arange(300) % 3
     np.savez(tmp_path / "three.npz", x=x, y=y, x_test=x[:90], y_test=y[:90])
-    folder = train(TrainConfig(model="mlp", dataset=f"npz:{tmp_path / 'three.npz'}", epochs=1, batch_size=50),
-                   out=str(tmp_path / "run"), progress=False)
+    folder = train(
+        TrainConfig(model="mlp", dataset=f"npz:{tmp_path / 'three.npz'}", epochs=1, batch_size=50),
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
     page = make_report(folder).read_text()
     assert "figures/walks.png" in page
 
@@ -122,14 +147,18 @@ def test_a_data_set_of_three_classes_gets_a_report_with_its_own_defaults(tmp_pat
 def test_the_comparison_table_fits_a_1400_pixel_window(trained, tmp_path):
     needs_chromium()
     from playwright import sync_api
+
     from vaelab.comparison import compare_runs
+
     page_path = compare_runs([r.dir for r in trained.values()], tmp_path / "cmp", quality_samples=0)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(page_path.as_uri())
-        widths = page.evaluate("() => [document.querySelector('table').getBoundingClientRect().right,"
-                               " document.documentElement.clientWidth, document.documentElement.scrollWidth]")
+        widths = page.evaluate(
+            "() => [document.querySelector('table').getBoundingClientRect().right,"
+            " document.documentElement.clientWidth, document.documentElement.scrollWidth]"
+        )
         browser.close()
     right, window, scrolled = widths
     assert right <= window and scrolled <= window, widths

@@ -6,6 +6,7 @@ each time the folder reads as the epoch before or the epoch after, never a mix, 
 bit-identical to an uninterrupted run. Tampered files are refused before anything reaches the
 model, the optimizer or a random generator.
 """
+
 import json
 import os
 import shutil
@@ -17,18 +18,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_vaelab
 from safetensors.torch import load_file, save_file
 
-from conftest import run_vaelab
-from vaelab import cli, journal, runs
+from vaelab import cli, runs
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
-from vaelab.lock import RunInUse, RunLock
+from vaelab.runs import RunInUse, RunLock, journal
 from vaelab.training import resume, train
 
 SETTINGS = dict(model="mlp", dataset="mnist-sample", batch_size=500, seed=7)  # 8 steps an epoch
-TRAIN = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--batch-size", "500", "--seed", "7",
-         "--no-progress", "--no-report"]
+TRAIN = [
+    "train",
+    "--model",
+    "mlp",
+    "--dataset",
+    "mnist-sample",
+    "--batch-size",
+    "500",
+    "--seed",
+    "7",
+    "--no-progress",
+    "--no-report",
+]
 EPOCH_FILES = (runs.CHECKPOINT, runs.WEIGHTS, runs.METRICS, runs.METRICS_CSV, "recon/epoch_002.png", runs.CONFIG)
 
 
@@ -51,8 +63,9 @@ def copy(run: Path, to: Path) -> Path:
 
 def snapshot(run: Path) -> dict:
     """{relative path: bytes} of every file of the run but its lock file."""
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
 
 
 def losses(run: Path) -> list:
@@ -65,6 +78,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 # ---- an epoch's files: all or none, whatever the moment of the kill ---------------------------------
+
 
 def commit_killed_at(run: Path, files: dict, k: int) -> bool:
     """journal.commit(run, files) in a forked child that SIGKILLs itself right after its k-th
@@ -81,7 +95,9 @@ def commit_killed_at(run: Path, files: dict, k: int) -> bool:
                     if steps[0] == k:
                         os.kill(os.getpid(), signal.SIGKILL)
                     return result
+
                 return step
+
             for name in ("fsync", "replace", "unlink", "rmdir"):
                 setattr(os, name, counted(getattr(os, name)))
             journal.commit(run, files, runs.EPOCH_FILES)
@@ -116,7 +132,9 @@ def test_a_kill_between_any_two_files_of_an_epoch_leaves_one_whole_epoch(straigh
         assert not (run / journal.STAGE).exists()
         outcomes.append(state == after)
         shutil.rmtree(run)
-    print(f"{len(outcomes)} kills: {outcomes.count(False)} left the epoch before, {outcomes.count(True)} the epoch after")
+    print(
+        f"{len(outcomes)} kills: {outcomes.count(False)} left the epoch before, {outcomes.count(True)} the epoch after"
+    )
     assert len(outcomes) >= 14 and outcomes.count(False) >= 5 and outcomes.count(True) >= 5, outcomes
     run = tmp_path / "staging"
     resume(run, epochs=2, progress=False)
@@ -162,8 +180,12 @@ def test_kill_9_of_training_as_an_epoch_is_written_then_resume(moment, straight6
     are staged, and a resume ends as the straight run. Six epochs give six such moments, so a
     busy machine that lets one pass unseen still meets the next."""
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "6", "--out", str(run)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "6", "--out", str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(run / moment, process), "the moment never came"
         process.kill()
@@ -181,8 +203,12 @@ def test_kill_9_of_training_as_an_epoch_is_written_then_resume(moment, straight6
 
 def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "10000", "--out", str(run)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "10000", "--out", str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(run / runs.METRICS, process)  # training, and holding the run
         second = run_vaelab("train", "--resume", run, "--no-progress")
@@ -195,11 +221,20 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
 
 # ---- one writer ------------------------------------------------------------------------------------
 
+
 def test_a_second_writer_is_refused_and_a_killed_writer_frees_the_folder(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vaelab.lock import RunLock\n"
-                               "with RunLock(sys.argv[1]): print('held', flush=True); time.sleep(600)", str(run)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from vaelab.runs import RunLock\n"
+            "with RunLock(sys.argv[1]): print('held', flush=True); time.sleep(600)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline() == "held\n"
     with pytest.raises(RunInUse, match=f"pid {holder.pid}"):
         resume(run, epochs=2, progress=False)
@@ -218,8 +253,13 @@ def test_stopping_the_launcher_stops_every_worker(signum, tmp_path):
     kill -9 the kernel tells the torch launcher, which stops the workers. Either way no process is
     left writing the folder."""
     run = tmp_path / "run"
-    job = subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "100", "--nproc", "2", "--out", str(run)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    job = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "100", "--nproc", "2", "--out", str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert wait_for(run / runs.CHECKPOINT, job)  # both ranks are training
     job.send_signal(signum)
     _, err = job.communicate(timeout=120)  # returns once every process holding its stderr has ended
@@ -250,8 +290,19 @@ def test_links_planted_in_a_shared_run_folder_are_never_written_through(first_ep
 
 # ---- --resume and --overwrite ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags", [["--beta", "4"], ["--model", "conv"], ["--lat", "8"], ["--batch-size", "128"],
-                                   ["--out", "elsewhere"], ["--overwrite"], ["--seed=3", "--kl-warmup", "1"]])
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--beta", "4"],
+        ["--model", "conv"],
+        ["--lat", "8"],
+        ["--batch-size", "128"],
+        ["--out", "elsewhere"],
+        ["--overwrite"],
+        ["--seed=3", "--kl-warmup", "1"],
+    ],
+)
 def test_resume_refuses_every_flag_it_would_ignore(flags, first_epoch, capsys):
     assert cli.main(["train", "--resume", str(first_epoch), *flags, "--epochs", "2"]) == 2
     err = capsys.readouterr().err
@@ -289,13 +340,18 @@ def test_an_overwrite_removes_the_old_run_before_writing_the_new(first_epoch, tm
     (run / "figures").mkdir()
     (run / "figures" / "old.png").write_bytes(b"old")
     (run / runs.EVAL).write_text("{}")
-    process = subprocess.Popen([sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "1", "--out", str(run),
-                                "--overwrite", "--seed", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", *TRAIN, "--epochs", "1", "--out", str(run), "--overwrite", "--seed", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
     def new_config(path):
         try:
             return json.loads(path.read_text())["train"]["seed"] == 8
         except (OSError, ValueError):
             return False
+
     assert wait_for(run / runs.CONFIG, process, ready=new_config)  # the old files are gone by now
     process.kill()
     process.communicate(timeout=60)
@@ -306,6 +362,7 @@ def test_an_overwrite_removes_the_old_run_before_writing_the_new(first_epoch, tm
 
 
 # ---- files that do not fit the model are refused before use ----------------------------------------
+
 
 def rewrite(path: Path, change) -> None:
     tensors = load_file(path)
@@ -320,29 +377,56 @@ def set_position(position):
         meta = json.loads(bytes(tensors["meta.json"].tolist()))
         meta["position"] = position
         tensors["meta.json"] = torch.tensor(list(json.dumps(meta).encode()), dtype=torch.uint8)
+
     return change
 
 
 TAMPERED = {  # checkpoint.safetensors changes -> what the refusal says
-    "adam moment of 3 values": (lambda t: t.update({"optim.0.exp_avg": torch.zeros(3)}), "optim.0.exp_avg is torch.float32 [3]"),
+    "adam moment of 3 values": (
+        lambda t: t.update({"optim.0.exp_avg": torch.zeros(3)}),
+        "optim.0.exp_avg is torch.float32 [3]",
+    ),
     "adam moment in float64": (lambda t: t.update({"optim.1.exp_avg_sq": t["optim.1.exp_avg_sq"].double()}), "float64"),
     "adam state missing": (lambda t: t.pop("optim.2.step"), "lacks optim.2.step"),
-    "adam state for a 9th parameter": (lambda t: t.update({"optim.99.step": torch.tensor(1.0)}), "unexpected tensor optim.99.step"),
-    "adam index not a number": (lambda t: t.update({"optim.x.step": torch.tensor(1.0)}), "unexpected tensor optim.x.step"),
+    "adam state for a 9th parameter": (
+        lambda t: t.update({"optim.99.step": torch.tensor(1.0)}),
+        "unexpected tensor optim.99.step",
+    ),
+    "adam index not a number": (
+        lambda t: t.update({"optim.x.step": torch.tensor(1.0)}),
+        "unexpected tensor optim.x.step",
+    ),
     "negative second moment": (lambda t: t["optim.0.exp_avg_sq"].fill_(-1), "impossible Adam state"),
     "step zero": (lambda t: t["optim.3.step"].fill_(0), "impossible Adam state"),
-    "weight of another shape": (lambda t: t.update({"model.encoder.mu.bias": torch.zeros(5)}), "model needs torch.float32 [2]"),
+    "weight of another shape": (
+        lambda t: t.update({"model.encoder.mu.bias": torch.zeros(5)}),
+        "model needs torch.float32 [2]",
+    ),
     "weight missing": (lambda t: t.pop("model.decoder.out.weight"), "lacks decoder.out.weight"),
     "NaN weight": (lambda t: t["model.encoder.mu.weight"].fill_(float("nan")), "NaN or infinite"),
-    "rng state too short": (lambda t: t.update({"rng.torch": t["rng.torch"][:100]}), "rng.torch is not a generator state"),
-    "rng state garbage": (lambda t: t.update({"rng.order": torch.randint(0, 255, t["rng.order"].shape, dtype=torch.uint8)}),
-                          "rng.order is not a generator state"),
+    "rng state too short": (
+        lambda t: t.update({"rng.torch": t["rng.torch"][:100]}),
+        "rng.torch is not a generator state",
+    ),
+    "rng state garbage": (
+        lambda t: t.update({"rng.order": torch.randint(0, 255, t["rng.order"].shape, dtype=torch.uint8)}),
+        "rng.order is not a generator state",
+    ),
     "rng state missing": (lambda t: t.pop("rng.order"), "lacks the random generator state rng.order"),
     "no meta.json": (lambda t: t.pop("meta.json"), "lacks a readable meta.json"),
-    "meta.json not JSON": (lambda t: t.update({"meta.json": torch.tensor([1, 2, 3], dtype=torch.uint8)}), "lacks a readable meta.json"),
-    "step past the epoch": (set_position({"epoch": 1, "step": 99, "sums": [0, 0, 0], "seconds": 1.0}), "step from 0 to 7"),
+    "meta.json not JSON": (
+        lambda t: t.update({"meta.json": torch.tensor([1, 2, 3], dtype=torch.uint8)}),
+        "lacks a readable meta.json",
+    ),
+    "step past the epoch": (
+        set_position({"epoch": 1, "step": 99, "sums": [0, 0, 0], "seconds": 1.0}),
+        "step from 0 to 7",
+    ),
     "negative seconds": (set_position({"epoch": 1, "step": 3, "sums": [1, 2, 3], "seconds": -1e9}), "seconds >= 0"),
-    "epoch far ahead": (set_position({"epoch": 10 ** 9, "step": 0, "sums": [0, 0, 0], "seconds": 0}), "past the 2 epochs"),
+    "epoch far ahead": (
+        set_position({"epoch": 10**9, "step": 0, "sums": [0, 0, 0], "seconds": 0}),
+        "past the 2 epochs",
+    ),
     "sums not numbers": (set_position({"epoch": 1, "step": 3, "sums": ["a", 0, 0], "seconds": 0}), "three finite sums"),
     "position not an object": (set_position([1, 2]), "not one training can be at"),
 }
@@ -383,13 +467,13 @@ def edit_config(run: Path, change) -> None:
 CONFIG_EDITS = {
     "negative batch size": (lambda c: c["train"].update(batch_size=-128), "--batch-size must be at least 1"),
     "batch size as text": (lambda c: c["train"].update(batch_size="128"), "--batch-size must be a whole number"),
-    "huge latent": (lambda c: c["model_config"].update(latent_dim=10 ** 8), "--latent-dim must be at most 4096"),
+    "huge latent": (lambda c: c["model_config"].update(latent_dim=10**8), "--latent-dim must be at most 4096"),
     "latent as text": (lambda c: c["model_config"].update(latent_dim="2"), "--latent-dim must be a whole number"),
     "unknown model": (lambda c: c.update(model="resnet"), "unknown model 'resnet'"),
     "model config not an object": (lambda c: c.update(model_config=[1]), '"model_config" must be a JSON object'),
     "train missing": (lambda c: c.pop("train"), '"train" must be a JSON object'),
     "classes not names": (lambda c: c["data"].update(classes=[1, 2]), '"data.classes" must be a list'),
-    "seed too large": (lambda c: c["train"].update(seed=10 ** 23), "--seed must be from 0 to"),
+    "seed too large": (lambda c: c["train"].update(seed=10**23), "--seed must be from 0 to"),
     "unknown objective": (lambda c: c["train"].update(objective="gan"), "--objective must be one of elbo, mmd"),
     "lr not finite": (lambda c: c["train"].update(lr=float("inf")), "--lr must be a finite number"),
     "not an object": (lambda c: c.clear() or c.update({"x": None}), '"model" must be a model name'),
@@ -406,13 +490,16 @@ def test_a_hand_edited_config_is_named_by_field(name, first_epoch, tmp_path, cap
         assert err.startswith(f"vaelab: error: {run / runs.CONFIG}") and CONFIG_EDITS[name][1] in err, err
 
 
-@pytest.mark.parametrize("line,message", [
-    ('{"epoch": 1, "train_total": 5', "line that is not JSON"),
-    ('[1, 2]', "line 2 is not the row of an epoch after 1"),
-    ('{"epoch": 1, "test_elbo": 3}', "line 2 is not the row of an epoch after 1"),
-    ('{"epoch": 2, "test_elbo": "NaN"}', "test_elbo is 'NaN', not a finite number"),
-    ('{"epoch": 2, "test_elbo": NaN}', "test_elbo is nan, not a finite number"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ('{"epoch": 1, "train_total": 5', "line that is not JSON"),
+        ("[1, 2]", "line 2 is not the row of an epoch after 1"),
+        ('{"epoch": 1, "test_elbo": 3}', "line 2 is not the row of an epoch after 1"),
+        ('{"epoch": 2, "test_elbo": "NaN"}', "test_elbo is 'NaN', not a finite number"),
+        ('{"epoch": 2, "test_elbo": NaN}', "test_elbo is nan, not a finite number"),
+    ],
+)
 def test_a_damaged_metrics_line_is_named(line, message, first_epoch, tmp_path, capsys):
     run = copy(first_epoch, tmp_path / "run")
     with open(run / runs.METRICS, "a") as f:
@@ -427,8 +514,10 @@ def test_a_damaged_metrics_line_is_named(line, message, first_epoch, tmp_path, c
 def test_damaged_safetensors_metadata_is_a_checkpoint_error(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
     tensors = load_file(run / runs.WEIGHTS)
-    for metadata, message in (({"format": "vaelab-1", "model": "mlp", "config": "{nope"}, "not a readable safetensors"),
-                              ({"format": "vaelab-1", "model": "mlp", "config": "[1]"}, "model config is not a JSON object")):
+    for metadata, message in (
+        ({"format": "vaelab-1", "model": "mlp", "config": "{nope"}, "not a readable safetensors"),
+        ({"format": "vaelab-1", "model": "mlp", "config": "[1]"}, "model config is not a JSON object"),
+    ):
         save_file(tensors, run / runs.WEIGHTS, metadata=metadata)
         with pytest.raises(CheckpointError, match=message):
             runs.load_model(run)

@@ -1,8 +1,9 @@
-"""The explorer's JSON API (vaelab/serve.py) through Starlette's test client.
+"""The explorer's JSON API (vaelab/explorer/) through Starlette's test client.
 
 Valid requests give what the model itself gives; every invalid one gets HTTP 4xx with a message
 that names the field. The runs are trained once per test session (conftest.explorer_run).
 """
+
 import argparse
 import base64
 import io
@@ -16,12 +17,15 @@ import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
-from vaelab import serve
-from vaelab.cli import add_serve_parser
+from vaelab import explorer
+from vaelab.cli.read import add_serve_parser
+from vaelab.data.pixels import to_float
 from vaelab.errors import CheckpointError, VaelabError
+from vaelab.explorer import server
+from vaelab.files import write_json
 from vaelab.models import build_model, make_config
-from vaelab.runs import config_dict, load_model, save_weights, write_json
-from vaelab.pixels import to_float
+from vaelab.runs import config_dict, load_model, save_weights
+
 
 def untrained_run(base, out, latent_dim: int):
     """A run folder holding a fresh conv model of another latent size (for the PCA plane)."""
@@ -41,7 +45,7 @@ def run_dirs(tmp_path_factory, explorer_run):
 
 @pytest.fixture(scope="module")
 def client(run_dirs):
-    return TestClient(serve.create_app(serve.load_runs(run_dirs)))
+    return TestClient(explorer.create_app(explorer.load_runs(run_dirs)))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +79,7 @@ def post(client, endpoint, body):
 
 # ---- valid requests ------------------------------------------------------------------------------
 
+
 def test_info_describes_every_run(client):
     info = client.get("/api/info").json()
     conv, cvae, pca = info["runs"]
@@ -85,7 +90,7 @@ def test_info_describes_every_run(client):
     assert conv["image_shape"] == [1, 28, 28] and conv["limit"] >= 10 and conv["points"] == 1000
     (x0, x1), (y0, y1) = conv["view"]
     assert x0 < x1 and y0 < y1 and x1 - x0 == pytest.approx(y1 - y0, abs=1e-3)  # one scale on both axes
-    assert info["max_grid"] == serve.MAX_GRID and info["max_steps"] == serve.MAX_STEPS
+    assert info["max_grid"] == explorer.MAX_GRID and info["max_steps"] == explorer.MAX_STEPS
 
 
 def test_points_are_the_encoder_means_of_the_test_set(client, models, data):
@@ -139,7 +144,7 @@ def test_grid_tiles_the_range_top_row_first(client, models):
 
 
 def test_a_larger_latent_is_decoded_through_its_principal_plane(client, run_dirs):
-    run = serve.load_runs([run_dirs[2]])[0]
+    run = explorer.load_runs([run_dirs[2]])[0]
     answer = post(client, "decode", {"run": 2, "plane": [0.3, -0.2]})
     assert len(answer["z"]) == 4
     np.testing.assert_allclose(answer["z"], run.plane.latent([[0.3, -0.2]])[0], atol=1e-5)
@@ -157,7 +162,7 @@ def test_page_and_its_files_make_no_outside_requests(client):
         text = client.get(path).text
         assert "http://" not in text and "https://" not in text, path
     assert client.get("/explorer.js").headers["content-type"].startswith("text/javascript")
-    for path in ("/static/explorer.js", "/../vaelab/serve.py", "/api/nothing", "/config.json"):
+    for path in ("/static/explorer.js", "/../vaelab/explorer/app.py", "/api/nothing", "/config.json"):
         assert client.get(path).status_code == 404, path
 
 
@@ -220,7 +225,7 @@ def test_nan_and_infinity_are_refused(client, raw):
 def test_broken_json_and_a_huge_body_are_refused(client):
     response = client.post("/api/decode", content=b'{"plane": [0,', headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["field"] == "body"
-    response = client.post("/api/encode", content=b"[" + b"0," * serve.MAX_BODY + b"0]")
+    response = client.post("/api/encode", content=b"[" + b"0," * server.MAX_BODY + b"0]")
     assert response.status_code == 413 and "body" in response.json()["detail"]
 
 
@@ -233,10 +238,11 @@ def test_points_query_is_checked(client, query):
 
 # ---- start-up and the command ------------------------------------------------------------------------
 
+
 def test_a_run_folder_with_missing_weights_is_a_clear_error(run_dirs, tmp_path):
     (tmp_path / "config.json").write_text((run_dirs[0] / "config.json").read_text())
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
-        serve.load_runs([tmp_path])
+        explorer.load_runs([tmp_path])
     parser = argparse.ArgumentParser()
     add_serve_parser(parser.add_subparsers())
     args = parser.parse_args(["serve", str(tmp_path / "nowhere"), "--port", "0"])
@@ -245,35 +251,40 @@ def test_a_run_folder_with_missing_weights_is_a_clear_error(run_dirs, tmp_path):
 
 
 def test_a_busy_port_is_a_clear_error(run_dirs):
-    with serve.listen("127.0.0.1", 0) as busy:
+    with server.listen("127.0.0.1", 0) as busy:
         with pytest.raises(VaelabError, match="pick another --port"):
-            serve.serve([run_dirs[0]], "127.0.0.1", busy.getsockname()[1])
+            explorer.serve([run_dirs[0]], "127.0.0.1", busy.getsockname()[1])
 
 
 def test_serve_prints_its_address_and_answers(run_dirs):
-    code = "import sys; from vaelab.serve import serve; serve(sys.argv[1:], port=0)"
-    server = subprocess.Popen([sys.executable, "-c", code, str(run_dirs[0])], stdout=subprocess.PIPE, text=True)
+    code = "import sys; from vaelab.explorer import serve; serve(sys.argv[1:], port=0)"
+    process = subprocess.Popen([sys.executable, "-c", code, str(run_dirs[0])], stdout=subprocess.PIPE, text=True)
     try:
-        line = server.stdout.readline()
+        line = process.stdout.readline()
         assert line.startswith("vaelab explorer: http://127.0.0.1:"), line
         import urllib.request
+
         with urllib.request.urlopen(line.split()[2] + "api/info", timeout=30) as response:
             assert json.loads(response.read())["runs"][0]["model"] == "conv"
     finally:
-        server.terminate()
-        server.wait(30)
+        process.terminate()
+        process.wait(30)
 
 
 def test_the_serve_command_exits_2_on_a_bad_run_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vaelab", "serve", str(tmp_path / "nowhere")],
-                            capture_output=True, text=True, timeout=120)
-    if "invalid choice: 'serve'" in result.stderr:
-        pytest.skip("vaelab/cli.py does not register `serve` yet (serve.add_serve_parser in build_parser)")
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab", "serve", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 def test_import_vaelab_and_the_cli_leave_the_web_stack_alone():
-    code = ("import sys, vaelab, vaelab.cli, vaelab.serve; "
-            "print(sorted(m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules))")
+    code = (
+        "import sys, vaelab, vaelab.cli, vaelab.explorer; "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'httpx') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -1,4 +1,5 @@
 """Speed modes change how the step runs, never its maths: same seed, same losses and weights."""
+
 import sys
 
 import pytest
@@ -9,8 +10,8 @@ from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.models import build_model, make_config
 from vaelab.runs import read_metrics
-from vaelab.speed import keep_freed_memory, plan
 from vaelab.training import resume, train
+from vaelab.training.speed import keep_freed_memory, plan
 
 CUDA = torch.cuda.is_available()
 
@@ -79,7 +80,9 @@ def test_a_run_resumes_under_another_speed_mode(tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "conv", "cvae"])
 def test_cuda_graph_gives_the_eager_losses(tmp_path, model):
     # a 10-step lr warm-up: capture after it, then 21 of the epoch's 31 steps are replays
-    eager, graph = (run(tmp_path, speed, model=model, speed=speed, device="cuda", lr_warmup=10) for speed in ("eager", "graph"))
+    eager, graph = (
+        run(tmp_path, speed, model=model, speed=speed, device="cuda", lr_warmup=10) for speed in ("eager", "graph")
+    )
     assert_same(eager, graph, rel=1e-4)
 
 

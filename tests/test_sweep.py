@@ -1,4 +1,5 @@
 """`vaelab sweep`: one run per value, and a table holding those runs' own numbers."""
+
 import argparse
 import csv
 import json
@@ -7,10 +8,11 @@ import sys
 
 import pytest
 
+from vaelab.cli.make import add_sweep_parser, swept_setting
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
-from vaelab.runs import read_json, read_metrics
-from vaelab.cli import add_sweep_parser, swept_setting
+from vaelab.files import read_json
+from vaelab.runs import read_metrics
 from vaelab.sweeps import sweep
 
 
@@ -32,7 +34,11 @@ def test_the_table_holds_each_runs_last_epoch(swept):
     assert [r["value"] for r in rows] == [2, 8]
     for row in rows:
         last = read_metrics(swept / row["run"])[-1]
-        assert (row["test_recon"], row["test_kl"], row["test_elbo"]) == (last["test_recon"], last["test_kl"], last["test_elbo"])
+        assert (row["test_recon"], row["test_kl"], row["test_elbo"]) == (
+            last["test_recon"],
+            last["test_kl"],
+            last["test_elbo"],
+        )
         assert 0 <= row["active_units"] <= row["value"] and row["iw_bound"] is None
     with open(swept / "sweep.csv") as f:
         table = list(csv.DictReader(f))
@@ -47,9 +53,29 @@ def test_the_table_holds_each_runs_last_epoch(swept):
 def test_a_finished_sweep_is_kept_and_a_changed_one_refused(swept):
     weights = swept / "latent_dim-2" / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    result = subprocess.run([sys.executable, "-m", "vaelab", "sweep", "--latent-dim", "2,8", "--model", "conv",
-                             "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "64", "--out", str(swept)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaelab",
+            "sweep",
+            "--latent-dim",
+            "2,8",
+            "--model",
+            "conv",
+            "--dataset",
+            "mnist-sample",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--out",
+            str(swept),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "is finished; keeping it" in result.stdout and "| 8 |" in result.stdout
     assert weights.stat().st_mtime_ns == before
@@ -67,16 +93,23 @@ def test_every_numeric_flag_takes_a_list_and_exactly_one_is_swept():
     args = parse("--beta", "0.5,1,4", "--latent-dim", "16", "--epochs", "2")
     assert swept_setting(args, args.numeric) == ("beta", (0.5, 1.0, 4.0))
     assert args.latent_dim == 16 and args.epochs == 2 and args.lr == 1e-3
-    for argv, message in ((["--beta", "1,2", "--latent-dim", "2,4"], "varies one setting, but --beta, --latent-dim"),
-                          (["--epochs", "3"], "e.g. --latent-dim 2,4,8,16,32")):
+    for argv, message in (
+        (["--beta", "1,2", "--latent-dim", "2,4"], "varies one setting, but --beta, --latent-dim"),
+        (["--epochs", "3"], "e.g. --latent-dim 2,4,8,16,32"),
+    ):
         args = parse(*argv)
         with pytest.raises(VaelabError, match=message):
             swept_setting(args, args.numeric)
 
 
-@pytest.mark.parametrize("argv, message", [(["--latent-dim", "2,0"], "--latent-dim must be at least 1"),
-                                           (["--beta", "1,1"], "repeats a value"),
-                                           (["--lr", "0.1,x"], "--lr must be a float")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--latent-dim", "2,0"], "--latent-dim must be at least 1"),
+        (["--beta", "1,1"], "repeats a value"),
+        (["--lr", "0.1,x"], "--lr must be a float"),
+    ],
+)
 def test_bad_values_are_refused_by_name(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse(*argv)
@@ -85,8 +118,13 @@ def test_bad_values_are_refused_by_name(argv, message, capsys):
 
 def test_a_wider_latent_reconstructs_better_and_pays_more_kl(tmp_path):
     """The textbook trade-off, on real digits: mlp at latent 2, 8, 32 (3 epochs of batches of 32)."""
-    out = sweep(TrainConfig(model="mlp", dataset="mnist-sample", epochs=3, batch_size=32), {}, "latent_dim", (2, 8, 32),
-                tmp_path / "trend")
+    out = sweep(
+        TrainConfig(model="mlp", dataset="mnist-sample", epochs=3, batch_size=32),
+        {},
+        "latent_dim",
+        (2, 8, 32),
+        tmp_path / "trend",
+    )
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     recon, kl = [r["test_recon"] for r in rows], [r["test_kl"] for r in rows]
     assert recon[0] - recon[1] > 20 and recon[1] > recon[2] and kl[0] < kl[1] < kl[2], rows
@@ -95,8 +133,12 @@ def test_a_wider_latent_reconstructs_better_and_pays_more_kl(tmp_path):
 def test_a_conv_sweep_past_its_dense_width_says_how_to_widen_it(capsys):
     from vaelab.models import make_config
     from vaelab.sweeps import bottleneck_notice
+
     narrow = [make_config("conv", (1, 28, 28), 10, latent_dim=k) for k in (2, 8, 32)]
     assert "Dense layer has 14 units, fewer than latent size 32" in bottleneck_notice(narrow)
     assert "--dense-dim 64" in bottleneck_notice(narrow)
     wide = [make_config("conv", (1, 28, 28), 10, latent_dim=k, dense_dim=64) for k in (2, 8, 32)]
-    assert bottleneck_notice(wide) is None and bottleneck_notice([make_config("mlp", (1, 28, 28), 10, latent_dim=32)]) is None
+    assert (
+        bottleneck_notice(wide) is None
+        and bottleneck_notice([make_config("mlp", (1, 28, 28), 10, latent_dim=32)]) is None
+    )

@@ -1,4 +1,5 @@
 """The training loop on real data (the bundled 5,000 MNIST digits)."""
+
 import json
 
 import pytest
@@ -8,7 +9,8 @@ from safetensors.torch import load_file
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.runs import load_model, read_metrics
-from vaelab.training import evaluate, resume, train
+from vaelab.training import resume, train
+from vaelab.training.loop import evaluate
 
 
 def test_two_epochs_of_conv_bring_the_test_loss_down(tmp_path):
@@ -51,6 +53,7 @@ def test_conditional_model_trains_and_evaluates(tmp_path):
     run = train(cfg, out=str(tmp_path / "run"), progress=False)
     model, _ = load_model(run)
     from vaelab.data import load_dataset
+
     data = load_dataset("mnist-sample")
     result = evaluate(model, data.test_x, data.test_y, cfg)
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
@@ -66,6 +69,7 @@ def test_batch_larger_than_the_data_is_refused(tmp_path):
 def test_binarized_training_shows_binary_test_images(tmp_path):
     import numpy as np
     from PIL import Image
+
     cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, binarize="dynamic")
     run = train(cfg, out=str(tmp_path / "run"), progress=False)
     assert np.isfinite(read_metrics(run)[0]["test_elbo"])
@@ -76,7 +80,9 @@ def test_binarized_training_shows_binary_test_images(tmp_path):
 
 def test_a_collapsed_posterior_is_named_with_what_to_do(tmp_path, capsys):
     """beta 300 on the sample drives the KL to 0 in one epoch: the user is told, with the fix."""
-    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, beta=300.0), out=str(tmp_path / "r"), progress=False)
+    run = train(
+        TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, beta=300.0), out=str(tmp_path / "r"), progress=False
+    )
     printed = capsys.readouterr().out
     kl = read_metrics(run)[-1]["test_kl"]
     assert kl < 0.05 and f"test KL is {kl:.3f} nats: the posterior has collapsed" in printed

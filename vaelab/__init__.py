@@ -8,17 +8,31 @@
 The names below are loaded when first used, so `import vaelab` (and the `vaelab` command) starts
 without importing PyTorch.
 """
+
 import importlib
 
 __version__ = "0.1.0"
 
 _EXPORTS = {  # public name -> the module that defines it
-    "train": "vaelab.api", "resume": "vaelab.api", "load": "vaelab.api", "evaluate": "vaelab.api",
-    "compare": "vaelab.api", "sweep": "vaelab.api", "Run": "vaelab.api", "History": "vaelab.api",
-    "load_dataset": "vaelab.data", "build_model": "vaelab.models", "make_config": "vaelab.models",
-    "MODELS": "vaelab.models", "VAE": "vaelab.models.common", "ModelConfig": "vaelab.models.common",
-    "TrainConfig": "vaelab.config", "VaelabError": "vaelab.errors",
-    "Callback": "vaelab.callbacks", "TensorBoard": "vaelab.callbacks", "export": "vaelab.api",
+    "train": "vaelab.api",
+    "resume": "vaelab.api",
+    "load": "vaelab.api",
+    "evaluate": "vaelab.api",
+    "compare": "vaelab.api",
+    "sweep": "vaelab.api",
+    "Run": "vaelab.api",
+    "History": "vaelab.api",
+    "load_dataset": "vaelab.data",
+    "build_model": "vaelab.models",
+    "make_config": "vaelab.models",
+    "MODELS": "vaelab.models",
+    "VAE": "vaelab.models.common",
+    "ModelConfig": "vaelab.models.common",
+    "TrainConfig": "vaelab.config",
+    "VaelabError": "vaelab.errors",
+    "Callback": "vaelab.training",
+    "TensorBoard": "vaelab.training",
+    "export": "vaelab.api",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -3,6 +3,7 @@
 While torch loads (a second or two), Ctrl-C is noted rather than raised: raised inside its import
 it can be swallowed there (the command then runs on), or end in a traceback.
 """
+
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ def main() -> int:
         previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
     try:
         from vaelab import cli
+
         if cli.chosen_command(sys.argv[1:]):  # a subcommand will need PyTorch: load it here, where Ctrl-C waits
             import torch  # noqa: F401  (`vaelab --help` skips it and answers at once)
     finally:
@@ -25,7 +27,7 @@ def main() -> int:
             signal.signal(signal.SIGINT, previous)
     code = interrupted() if noted else cli.main()
     if code == INTERRUPTED:  # leave now: had Ctrl-C landed inside code that an extension ran through
-        sys.stdout.flush()   # PyRun_String, Python would still end the process by SIGINT at exit
+        sys.stdout.flush()  # PyRun_String, Python would still end the process by SIGINT at exit
         sys.stderr.flush()
         os._exit(code)
     return code

@@ -7,17 +7,19 @@ a run object with one method per figure.
     run.scatter()                   # figures show inline in Jupyter; fig.savefig("x.png") saves one
     run = vaelab.load(run.dir)      # the same run again, from its folder alone
 
-Every function here calls the library functions the CLI calls (training, vaelab/figures.py,
+Every function here calls the library functions the CLI calls (training, vaelab/report/figures.py,
 evaluation, the report), so a notebook and the shell give the same results and write the same
 run folder.
 """
+
 from dataclasses import fields
 from pathlib import Path
 
-from vaelab import figures
+from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.models import custom
+from vaelab.report import figures
 
 
 class History:
@@ -47,115 +49,95 @@ class History:
         return f"History({len(self)} epochs: {', '.join(self.columns)})"
 
     def _repr_html_(self) -> str:
-        from vaelab.pages import table
+        from vaelab.report.pages import table
+
         return table(self.columns, [list(r.values()) for r in self.rows])
 
     def to_pandas(self):
         """A pandas DataFrame of the rows (pandas is not a dependency of vaelab)."""
         import pandas
+
         return pandas.DataFrame(self.rows).set_index("epoch")
 
 
-class Run:
+class Run(runs.Run):
     """A run folder with its model, data and history, and one method per figure of the exercises.
-    Figure methods return a matplotlib Figure: Jupyter shows it, `fig.savefig(path)` saves it."""
-
-    def __init__(self, opened):
-        self.opened = opened
-
-    # ---- what the run holds
-    @property
-    def dir(self) -> Path:
-        return self.opened.dir
-
-    @property
-    def config(self) -> dict:
-        return self.opened.config
-
-    @property
-    def model(self):
-        return self.opened.model
-
-    @property
-    def data(self):
-        return self.opened.data
+    Figure methods return a matplotlib Figure: Jupyter shows it, `fig.savefig(path)` saves it.
+    It is the run folder's own `vaelab.runs.Run` (dir, config, model, rows, data, codes) with the
+    notebook's methods added."""
 
     @property
     def history(self) -> History:
-        return History(self.opened.rows)
-
-    @property
-    def codes(self):
-        """(mu, logvar) of every test image, numpy [N, latent_dim]."""
-        return self.opened.codes
+        return History(self.rows)
 
     def __repr__(self) -> str:
-        rows, c = self.opened.rows, self.config
+        rows, c = self.rows, self.config
         last = f", test ELBO {rows[-1]['test_elbo']:.2f}" if rows else ""
         return f"Run('{self.dir}': {c['model']} on {c['data']['name']}, {len(rows)} epochs{last})"
 
     # ---- figures
     def curves(self):
         """Total, reconstruction and KL per epoch, train and test."""
-        return figures.curves(self.opened)[0]
+        return figures.curves(self)[0]
 
     def seconds(self):
         """Seconds per epoch, each epoch a bar."""
-        return figures.seconds(self.opened)[0]
+        return figures.seconds(self)[0]
 
     def examples(self):
         """One training image of each class."""
-        return figures.examples(self.opened)[0]
+        return figures.examples(self)[0]
 
     def scatter(self, z: str = "mean", split: str = "test", projection: str = "pca", seed: int = 0):
         """Codes of (at most) 5,000 images coloured by class: z="mean" or "sample", split="test"
         or "train"; a latent above 2-D in its principal plane, or projection="tsne"."""
-        return figures.scatter(self.opened, z, split, projection, seed)[0]
+        return figures.scatter(self, z, split, projection, seed)[0]
 
-    def manifold(self, grid: int = 15, label: int | None = None, range: str = "data", scale: float = 3.0,
-                 trim: float = 0.0):
+    def manifold(
+        self, grid: int = 15, label: int | None = None, range: str = "data", scale: float = 3.0, trim: float = 0.0
+    ):
         """The decoder over a grid×grid grid of z: range="data" (the codes' min/max) or "scale" (±scale)."""
-        return figures.manifold(self.opened, grid, self._label(label), range, scale, trim)[0]
+        return figures.manifold(self, grid, self._label(label), range, scale, trim)[0]
 
     def origin(self, label: int | None = None):
         """The image decoded at z = 0 (a CVAE: under `label`, or every label when None)."""
-        if self.opened.conditional and label is None:
-            return figures.origins(self.opened)[0]
-        return figures.origin(self.opened, label)[0]
+        if self.conditional and label is None:
+            return figures.origins(self)[0]
+        return figures.origin(self, label)[0]
 
     def class_grid(self, per_class: int = 5, seed: int = 0):
         """A row of samples per class, checked by vaelab's classifier."""
-        return figures.class_grid(self.opened, per_class, seed)[0]
+        return figures.class_grid(self, per_class, seed)[0]
 
     def walks(self, pairs=((1, 7), (4, 9), (3, 8)), steps: int = 10):
         """Decoded images on the line in z between a test image of class A and one of class B."""
-        return figures.walks(self.opened, tuple(pairs), steps)[0]
+        return figures.walks(self, tuple(pairs), steps)[0]
 
     def samples(self, n: int = 64, label: int | None = None, seed: int = 0):
         """n images from z ~ N(0, I) (a CVAE: with `label`, or every label in turn)."""
-        return figures.samples(self.opened, n, seed, label)[0]
+        return figures.samples(self, n, seed, label)[0]
 
     def reconstructions(self):
         """The same test images and their reconstructions after each epoch."""
-        made = figures.reconstructions(self.opened)
+        made = figures.reconstructions(self)
         if made is None:
             raise VaelabError(f"{self.dir} has no reconstructions yet: train at least one epoch")
         return made[0]
 
     def architecture(self):
         """Encoder and decoder layers with output shapes and parameter counts."""
-        return figures.architecture(self.opened)[0]
+        return figures.architecture(self)[0]
 
     def label_swap(self):
         """A CVAE's test images, each decoded under every label with its own z."""
-        if not self.opened.conditional:
+        if not self.conditional:
             raise VaelabError("the label swap needs a conditional model (cvae, cvae-mlp)")
-        return figures.label_swap(self.opened)[0]
+        return figures.label_swap(self)[0]
 
     def _label(self, label):
-        if self.opened.conditional and label is None:
+        if self.conditional and label is None:
             raise VaelabError("this model is conditional: give the label to decode with, e.g. label=4")
-        return label if self.opened.conditional else None
+        return label if self.conditional else None
 
     # ---- jobs on the run
     def evaluate(self, **settings) -> dict:
@@ -165,7 +147,8 @@ class Run:
     def report(self, **settings) -> Path:
         """RUN/report.html and its figures (vaelab.report.ReportSettings fields as keywords)."""
         from vaelab.report import make_report
-        return make_report(self.dir, **settings)
+
+        return make_report(self, **settings)
 
     def resume(self, progress: bool = True, callbacks=(), **overrides) -> "Run":
         """Continue training (epochs=, lr=, clip_grad=, speed= may change); returns the run."""
@@ -174,29 +157,54 @@ class Run:
     def export(self, format: str = "onnx", part: str = "both") -> list:
         """The decoder and/or encoder as ONNX or TorchScript files in RUN/export/ (vaelab/export.py)."""
         from vaelab.export import export_run
+
         return export_run(self.dir, format, part)
 
 
 # ---- functions -------------------------------------------------------------------------------------
 
-def train(model="conv", dataset: str = "mnist", *, out=None, overwrite: bool = False, progress: bool = True,
-          callbacks=(), **settings) -> Run:
+
+def train(
+    model="conv",
+    dataset: str = "mnist",
+    *,
+    out=None,
+    overwrite: bool = False,
+    progress: bool = True,
+    callbacks=(),
+    **settings,
+) -> Run:
     """Train and return the run. `model`: a preset name (vaelab.MODELS) or a module of your own
     that follows the model interface; `settings`: TrainConfig fields (epochs=, batch_size=, lr=,
     beta=, seed=, ...) and model options (latent_dim=, hidden_dim=, ...); `callbacks`:
     vaelab.Callback objects (vaelab.TensorBoard(), your own)."""
     from vaelab.training import train as train_run
+
     own = not isinstance(model, str)
     names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(model=custom.NAME if own else model, dataset=dataset,
-                      **{k: v for k, v in settings.items() if k in names})
+    cfg = TrainConfig(
+        model=custom.NAME if own else model, dataset=dataset, **{k: v for k, v in settings.items() if k in names}
+    )
     options = {k: v for k, v in settings.items() if k not in names}
     if own and options:
         raise VaelabError(f"{', '.join(options)} are options of vaelab's own models; your model sets its own")
-    call = ", ".join([f"model={model!r}" if not own else f"model={type(model).__name__}(...)", f"dataset={dataset!r}",
-                      *(f"{k}={v!r}" for k, v in settings.items())])
-    folder = train_run(cfg, options, out=out, overwrite=overwrite, progress=progress,
-                       model=model if own else None, command=f"vaelab.train({call})", callbacks=callbacks)
+    call = ", ".join(
+        [
+            f"model={model!r}" if not own else f"model={type(model).__name__}(...)",
+            f"dataset={dataset!r}",
+            *(f"{k}={v!r}" for k, v in settings.items()),
+        ]
+    )
+    folder = train_run(
+        cfg,
+        options,
+        out=out,
+        overwrite=overwrite,
+        progress=progress,
+        model=model if own else None,
+        command=f"vaelab.train({call})",
+        callbacks=callbacks,
+    )
     return load(folder, model=model if own else None)
 
 
@@ -204,6 +212,7 @@ def resume(run, progress: bool = True, model=None, callbacks=(), **overrides) ->
     """Continue a run (a Run or its folder) from its last checkpoint; `overrides` may set epochs,
     lr, clip_grad and speed (nothing else of a run changes when it continues)."""
     from vaelab.training import resume as resume_run
+
     if isinstance(run, Run):
         model = model or (run.model if run.config["model"] == custom.NAME else None)
         run = run.dir
@@ -213,13 +222,13 @@ def resume(run, progress: bool = True, model=None, callbacks=(), **overrides) ->
 def load(folder, model=None, device: str = "cpu") -> Run:
     """The run in `folder`. `model`: a model of your own to fill with the run's weights, when its
     classes cannot be imported here (see vaelab/models/custom.py)."""
-    from vaelab.runs import open_run
-    return Run(open_run(folder, device, model=model))
+    return Run.open(folder, device, model=model)
 
 
 def evaluate(run, iw_samples: int = 1000, **settings) -> dict:
     """Evaluate a run (a Run or its folder): the numbers of RUN/eval.json (EvalConfig fields as keywords)."""
     from vaelab.evaluation import evaluate_run
+
     return evaluate_run(run.dir if isinstance(run, Run) else run, iw_samples, **settings)
 
 
@@ -227,12 +236,14 @@ def compare(runs, out, **settings) -> Path:
     """compare.html and its figures for several runs (Runs or folders) in `out` (CompareSettings
     fields as keywords, e.g. quality_samples=0)."""
     from vaelab.comparison import compare_runs
-    return compare_runs([r.dir if isinstance(r, Run) else r for r in runs], out, **settings)
+
+    return compare_runs(list(runs), out, **settings)
 
 
 def export(run, format: str = "onnx", part: str = "both") -> list:
     """A run's (a Run or its folder) decoder and/or encoder as ONNX or TorchScript files in RUN/export/."""
     from vaelab.export import export_run
+
     return export_run(run.dir if isinstance(run, Run) else run, format, part)
 
 
@@ -240,6 +251,7 @@ def sweep(name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-s
     """One run per value of setting `name` (e.g. "latent_dim", (2, 8, 32)) under `out`, with its table
     and figure; `settings` as for `train`."""
     from vaelab.sweeps import sweep as sweep_runs
+
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(model=model, dataset=dataset, **{k: v for k, v in settings.items() if k in names})
     return sweep_runs(cfg, {k: v for k, v in settings.items() if k not in names}, name, tuple(values), out)

@@ -1,6 +1,6 @@
 """`vaelab demo`: the first experience, one command, online or not."""
-from datetime import datetime
 
+from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
@@ -15,9 +15,11 @@ def pick_dataset() -> str:
         return "mnist"
     except VaelabError as e:
         reason = str(e).splitlines()[0]
-        print(f"MNIST is not available here ({reason}).\n"
-              "Training the conv VAE on the bundled mnist-sample instead: 5,000 real MNIST digits "
-              "(4,000 train / 1,000 test) that ship with vaelab.")
+        print(
+            f"MNIST is not available here ({reason}).\n"
+            "Training the conv VAE on the bundled mnist-sample instead: 5,000 real MNIST digits "
+            "(4,000 train / 1,000 test) that ship with vaelab."
+        )
         return "mnist-sample"
 
 
@@ -26,13 +28,16 @@ def demo(out: str | None = None, epochs: int | None = None) -> None:
     # 4,000 images make only 31 steps of 128 an epoch, too few for the conv model's 2-D code
     # to form before the KL term flattens it; batches of 32 (as one course notebook uses) do.
     epochs, batch_size = (epochs or 3, 128) if dataset == "mnist" else (epochs or 10, 32)
-    out = out or f"runs/demo-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or runs.default_folder("demo", dataset)
     run_dir = train(TrainConfig(model="conv", dataset=dataset, epochs=epochs, batch_size=batch_size), out=out)
     from vaelab.report import make_report  # matplotlib only after training
+
     report = make_report(run_dir)
-    print(f"\nDone. Everything is in {run_dir}/:\n"
-          f"  report.html          every figure (latent scatter, manifold grid, walks, ...) and the metrics\n"
-          f"  metrics.csv          losses per epoch (train/test total, reconstruction, KL; test ELBO)\n"
-          f"  recon/epoch_*.png    8 test digits (top) and their reconstructions (bottom), per epoch\n"
-          f"  model.safetensors    the trained weights; config.json rebuilds the model\n"
-          f"Open {report} in a browser. Next: vaelab sample {run_dir} -n 64")
+    print(
+        f"\nDone. Everything is in {run_dir}/:\n"
+        f"  report.html          every figure (latent scatter, manifold grid, walks, ...) and the metrics\n"
+        f"  metrics.csv          losses per epoch (train/test total, reconstruction, KL; test ELBO)\n"
+        f"  recon/epoch_*.png    8 test digits (top) and their reconstructions (bottom), per epoch\n"
+        f"  model.safetensors    the trained weights; config.json rebuilds the model\n"
+        f"Open {report} in a browser. Next: vaelab sample {run_dir} -n 64"
+    )

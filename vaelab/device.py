@@ -1,4 +1,6 @@
-"""Which device a job runs on, and how a run folder names it."""
+"""Which device a job runs on, which process of several this is, and how a run folder names it."""
+
+import os
 import platform
 
 import torch
@@ -26,3 +28,13 @@ def describe_device(device: torch.device) -> str:
 
 def device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def launched() -> bool:
+    """True inside a process that torchrun started (it sets RANK and WORLD_SIZE)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def env_rank() -> int:
+    """This process's rank as the launcher set it (0 when not launched), before training joins its group."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0

@@ -8,6 +8,7 @@ onnxruntime-web, or anywhere ONNX does; TorchScript (.pt) runs in PyTorch with `
 alone. Both take any batch size. `y`, the class index, is an input of conditional models only.
 The decoder gives the Bernoulli means (the sigmoid of its logits): the images vaelab shows.
 """
+
 import contextlib
 import io
 import logging
@@ -70,8 +71,16 @@ def export_part(model, part: str, fmt: str, path: Path) -> Path:
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes about operators of other libraries
     with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):  # its progress lines
-        torch.onnx.export(wrapped, inputs, str(path), dynamo=True, input_names=input_names,
-                          output_names=output_names, dynamic_shapes=[{0: batch} for _ in inputs], verbose=False)
+        torch.onnx.export(
+            wrapped,
+            inputs,
+            str(path),
+            dynamo=True,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=[{0: batch} for _ in inputs],
+            verbose=False,
+        )
     return path
 
 

@@ -4,6 +4,7 @@ Every file vaelab writes goes through `atomic_write` (temporary file beside it, 
 A write that fails (a full disk, a read-only folder) removes its temporary file and raises a
 VaelabError naming the file, the reason and the fix.
 """
+
 import errno
 import json
 import os
@@ -13,15 +14,17 @@ from vaelab.errors import VaelabError
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
-FIXES = {errno.ENOSPC: "the disk is full: free some space, or write to another disk",
-         errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk",
-         errno.EACCES: "there is no permission to write there: pick a folder you can write to",
-         errno.EPERM: "there is no permission to write there: pick a folder you can write to",
-         errno.EROFS: "the file system is read-only: pick a folder on a writable disk",
-         errno.ENOENT: "its folder does not exist (was it removed?): create it, or pick another folder",
-         errno.ENOTDIR: "a part of the path is a file, not a folder: pick another path",
-         errno.EISDIR: "a folder is in the way: remove it, or pick another path",
-         errno.ELOOP: "a symbolic link is in the way of a file vaelab writes: remove it"}
+FIXES = {
+    errno.ENOSPC: "the disk is full: free some space, or write to another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk",
+    errno.EACCES: "there is no permission to write there: pick a folder you can write to",
+    errno.EPERM: "there is no permission to write there: pick a folder you can write to",
+    errno.EROFS: "the file system is read-only: pick a folder on a writable disk",
+    errno.ENOENT: "its folder does not exist (was it removed?): create it, or pick another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: pick another path",
+    errno.EISDIR: "a folder is in the way: remove it, or pick another path",
+    errno.ELOOP: "a symbolic link is in the way of a file vaelab writes: remove it",
+}
 
 
 def storage_error(path, error: OSError, doing: str = "write") -> VaelabError:

@@ -3,6 +3,7 @@
 `tile` is the one way images are laid out in a grid, whether for a figure, a PNG in the run
 folder or the explorer's decoded grid.
 """
+
 import io
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def tile(images, ncol: int, pad: int = 0, fill: float = 1.0) -> np.ndarray:
     grid = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, c), fill, dtype=np.float32)
     for i in range(n):
         top, left = pad + (i // ncol) * (h + pad), pad + (i % ncol) * (w + pad)
-        grid[top:top + h, left:left + w] = images[i].transpose(1, 2, 0)
+        grid[top : top + h, left : left + w] = images[i].transpose(1, 2, 0)
     return grid[..., 0] if c == 1 else grid
 
 
@@ -55,5 +56,6 @@ def save_png(path: Path, array: np.ndarray) -> None:
 
 def read_png(path: Path) -> np.ndarray:
     from PIL import Image
+
     with Image.open(path) as image:
         return np.asarray(image)

@@ -9,32 +9,36 @@ directions of the test encoder means (`latent_plane`). The plane runs through z 
 (0, 0) is the prior's mean and "±scale" keeps its meaning under N(0, I) whatever the latent size.
 Codes are numpy arrays [N, latent_dim]; images are float tensors [N, C, H, W] in [0, 1] on the CPU.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from vaelab.data.pixels import to_float
 from vaelab.device import device_of
 from vaelab.errors import VaelabError
 from vaelab.images import tile
-from vaelab.pixels import to_float
 
 SCATTER_POINTS = 5000  # test images on a latent scatter: at most this many, a seeded random subset
 
 
 # ---- codes and images ------------------------------------------------------------------------------
 
+
 def _labels(model, y, start: int, size: int, device):
     """The batch's labels for a conditional model; None for an unconditional one."""
-    return None if y is None or not model.config.num_classes else torch.as_tensor(y[start:start + size]).to(device)
+    return None if y is None or not model.config.num_classes else torch.as_tensor(y[start : start + size]).to(device)
 
 
 @torch.no_grad()
 def encode_set(model, x_uint8: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000):
     """(mu, logvar) of q(z|x[,y]) as float32 numpy [N, latent_dim], for uint8 images, in batches."""
     device = device_of(model)
-    parts = [model.encode(to_float(x_uint8[i:i + batch_size].to(device)), _labels(model, y, i, batch_size, device))
-             for i in range(0, len(x_uint8), batch_size)]
+    parts = [
+        model.encode(to_float(x_uint8[i : i + batch_size].to(device)), _labels(model, y, i, batch_size, device))
+        for i in range(0, len(x_uint8), batch_size)
+    ]
     return torch.cat([p[0] for p in parts]).cpu().numpy(), torch.cat([p[1] for p in parts]).cpu().numpy()
 
 
@@ -56,8 +60,18 @@ def decode(model, z, label=None, batch_size: int = 1000) -> torch.Tensor:
             raise VaelabError("this model is conditional: give the label to decode with (label=3)")
         y = torch.as_tensor(np.asarray(label))
         y = y.float() if y.is_floating_point() else y.to(torch.int64).expand(len(z))
-    return torch.cat([torch.sigmoid(model.decode(z[i:i + batch_size].to(device), _labels(model, y, i, batch_size, device))).cpu()
-                      for i in range(0, len(z), batch_size)]) if len(z) else torch.empty(0, *model.config.input_shape)
+    return (
+        torch.cat(
+            [
+                torch.sigmoid(
+                    model.decode(z[i : i + batch_size].to(device), _labels(model, y, i, batch_size, device))
+                ).cpu()
+                for i in range(0, len(z), batch_size)
+            ]
+        )
+        if len(z)
+        else torch.empty(0, *model.config.input_shape)
+    )
 
 
 def sample_prior(model, n: int, seed: int = 0, label: int | None = None):
@@ -83,9 +97,11 @@ def samples(model, n: int, seed: int = 0, label: int | None = None) -> torch.Ten
 
 # ---- the plane a latent space is drawn in ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Plane:
     """Two orthonormal directions in z-space through z = 0: the axes of the scatter and grids."""
+
     basis: np.ndarray  # [2, latent_dim]
     names: tuple[str, str]  # axis labels
     about: str  # how the plane was chosen, for captions
@@ -102,16 +118,33 @@ def latent_plane(mu: np.ndarray) -> Plane:
     """z itself for a 2-D latent; else the two leading principal directions of the means."""
     latent_dim = mu.shape[1]
     if latent_dim < 2:
-        raise VaelabError("the latent scatter and grids need a latent size of at least 2; train with --latent-dim 2 or more")
+        raise VaelabError(
+            "the latent scatter and grids need a latent size of at least 2; train with --latent-dim 2 or more"
+        )
     if latent_dim == 2:
         return Plane(np.eye(2), ("$z_1$", "$z_2$"), "the latent plane itself (latent size 2, no projection)")
     from sklearn.decomposition import PCA  # scikit-learn loads slowly; only needed here
+
     pca = PCA(2).fit(mu)
     share = pca.explained_variance_ratio_
     names = tuple(f"z along PC{i + 1} ({s * 100:.0f}% of the variance)" for i, s in enumerate(share))
-    about = (f"the plane of the two leading principal directions of the test encoder means "
-             f"(PCA; latent size {latent_dim}), through z = 0")
+    about = (
+        f"the plane of the two leading principal directions of the test encoder means "
+        f"(PCA; latent size {latent_dim}), through z = 0"
+    )
     return Plane(pca.components_.astype(np.float64), names, about, tuple(float(s) for s in share))
+
+
+def project(z: np.ndarray, plane: Plane, projection: str = "pca", seed: int = 0):
+    """(points [N, 2], axis names) of codes z: in `plane`, or a t-SNE embedding for
+    projection="tsne" when the latent has more than two dimensions."""
+    if projection not in ("pca", "tsne"):
+        raise VaelabError(f"the projection is 'pca' or 'tsne', not {projection!r}")
+    if projection == "tsne" and z.shape[1] > 2:
+        from sklearn.manifold import TSNE
+
+        return TSNE(2, init="pca", random_state=seed).fit_transform(z), ("t-SNE 1", "t-SNE 2")
+    return plane.coords(z), plane.names
 
 
 def latent_range(coords: np.ndarray, mode: str = "data", scale: float = 3.0, trim: float = 0.0) -> np.ndarray:
@@ -133,6 +166,7 @@ def scatter_subset(total: int, n: int = SCATTER_POINTS, seed: int = 0) -> np.nda
 
 # ---- grids, class codes, walks --------------------------------------------------------------------
 
+
 def grid_values(bounds: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The n values along each axis of an n×n grid over `bounds`, each ascending."""
     return np.linspace(*bounds[0], n), np.linspace(*bounds[1], n)
@@ -151,8 +185,7 @@ def decode_grid(model, plane: Plane, bounds: np.ndarray, n: int = 15, label=None
     return tile(decode(model, grid_codes(plane, bounds, n), label), n)
 
 
-def class_codes(mu: np.ndarray, labels, num_classes: int, per_class: int = 5, seed: int = 0,
-                conditional: bool = False):
+def class_codes(mu: np.ndarray, labels, num_classes: int, per_class: int = 5, seed: int = 0, conditional: bool = False):
     """(z, y) for the per-class grid, class by class. A VAE draws z ~ N(m_k, diag(s_k^2)), m_k and
     s_k the mean and spread of class k's encoder means (where the class lives). A CVAE draws
     z ~ N(0, I) once and reuses it in every row, so only the label changes down a column."""
@@ -165,7 +198,9 @@ def class_codes(mu: np.ndarray, labels, num_classes: int, per_class: int = 5, se
     for k in range(num_classes):
         members = mu[labels == k]
         if len(members) == 0:
-            raise VaelabError(f"no test image has class {k}, so where it lives in z is unknown; use a test set with every class")
+            raise VaelabError(
+                f"no test image has class {k}, so where it lives in z is unknown; use a test set with every class"
+            )
         zs.append(members.mean(0) + rng.standard_normal((per_class, mu.shape[1])) * members.std(0))
     return np.concatenate(zs), y
 

@@ -1,6 +1,6 @@
 """Losses and estimators as pure functions of what the model returns: every one vaelab uses.
 
-Per-image functions return one value per image, shape [B]; `vae_loss` averages over the batch.
+Per-image functions return one value per image, shape [B]; the `Objective` averages over the batch.
 Values are in nats. The training objective comes first, then the importance-weighted bound that
 evaluation scores a trained model with.
 
@@ -21,6 +21,7 @@ With K samples z_k ~ q(z|x) and log weights log w_k = log p(x|z_k) + log p(z_k) 
 L_K >= ELBO on the same samples (Jensen), L_1 is the ELBO, E[L_K] grows with K and tends to
 log p(x) (Burda et al., Theorem 1). Weights are kept as logs and combined with logsumexp.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -92,32 +93,142 @@ def mmd(z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
     return rbf_kernel(z, z).mean() + rbf_kernel(prior_z, prior_z).mean() - 2 * rbf_kernel(z, prior_z).mean()
 
 
-def vae_loss(logits, x, mu, logvar, z, *, beta: float = 1.0, likelihood: str = "bernoulli",
-             kl: str = "analytic", std: float = 0.1, objective: str = "elbo", mmd_weight: float = 1000.0):
-    """(total, reconstruction, kl), each the batch mean in nats per image.
+def kl_estimate(mu, logvar, z, estimator: str = "analytic") -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per image: the closed form, or the single-sample estimate at z ~ q."""
+    if estimator == "analytic":
+        return kl_standard_normal(mu, logvar)
+    if estimator == "mc":
+        return kl_monte_carlo(z, mu, logvar)
+    raise ValueError(f"kl must be one of {KL_ESTIMATORS}, not {estimator!r}")
 
-    total = reconstruction + beta * KL is the negative ELBO when beta = 1. With kl="mc" the KL is
-    the single-sample Monte-Carlo estimate, so -total = log p(x|z) + log p(z) - log q(z|x).
-    With objective="mmd" (InfoVAE) total = reconstruction + mmd_weight * MMD(z, z ~ N(0, I));
-    the KL is still returned, to watch.
+
+TERM_TITLES = {"total": "total loss", "recon": "reconstruction", "kl": "KL", "mmd": "MMD (squared)"}
+NATS = ("total", "recon", "kl")  # the terms measured in nats per image (the MMD has no unit)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What training minimises, built once from the training settings: the terms a step computes
+    (in a fixed order, so a step's output has one static shape), how they add up, and how to say so.
+
+        elbo   total = recon + beta * KL          the negative ELBO when beta = 1 (Kingma & Welling
+                                                  2014, eq. 10); beta > 1 is the beta-VAE
+        mmd    total = recon + mmd_weight * MMD   InfoVAE (Zhao, Song & Ermon 2019, eq. 9 with the
+                                                  MMD divergence); the KL is computed to watch
+
+    Every term is the batch mean, in nats per image (the MMD has no unit). Adding an objective is
+    a name in OBJECTIVES and a branch in `terms`, `__call__` and `held_out` below.
     """
-    recon = reconstruction_nll(logits, x, likelihood, std).mean()
-    if kl == "analytic":
-        kl_term = kl_standard_normal(mu, logvar).mean()
-    elif kl == "mc":
-        kl_term = kl_monte_carlo(z, mu, logvar).mean()
-    else:
-        raise ValueError(f"kl must be one of {KL_ESTIMATORS}, not {kl!r}")
-    if objective == "mmd":
-        return recon + mmd_weight * mmd(z, torch.randn_like(z)), recon, kl_term
-    return recon + beta * kl_term, recon, kl_term
+
+    name: str = "elbo"
+    beta: float = 1.0
+    mmd_weight: float = 1000.0
+    likelihood: str = "bernoulli"
+    std: float = 0.1  # of the Gaussian likelihood
+    kl: str = "analytic"  # or "mc": log q(z|x) - log p(z) at the sampled z
+
+    def __post_init__(self):
+        for value, valid, what in (
+            (self.name, OBJECTIVES, "objective"),
+            (self.likelihood, LIKELIHOODS, "likelihood"),
+            (self.kl, KL_ESTIMATORS, "kl"),
+        ):
+            if value not in valid:
+                raise ValueError(f"{what} must be one of {valid}, not {value!r}")
+
+    @classmethod
+    def from_settings(cls, train) -> "Objective":
+        """From the training settings: a TrainConfig, or the "train" object of a run's config.json."""
+        get = train.get if isinstance(train, dict) else lambda key, default: getattr(train, key, default)
+        return cls(
+            get("objective", "elbo"),
+            get("beta", 1.0),
+            get("mmd_weight", 1000.0),
+            get("likelihood", "bernoulli"),
+            get("gaussian_std", 0.1),
+            get("kl", "analytic"),
+        )
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The names of what `__call__` returns, in its order; "total" is the one minimised."""
+        return ("total", "recon", "kl", "mmd") if self.name == "mmd" else ("total", "recon", "kl")
+
+    @property
+    def needs_prior_sample(self) -> bool:
+        """Whether a step takes a batch of N(0, I) draws (`prior_z`) besides the posterior's."""
+        return self.name == "mmd"
+
+    @property
+    def minimises_kl(self) -> bool:
+        """Whether the KL is in the total, so a KL near 0 means the posterior collapsed onto the prior."""
+        return self.name == "elbo"
+
+    def elbo_terms(self, logits, x, mu, logvar, z) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, KL) batch means: the ELBO's two terms, whatever is minimised."""
+        recon = reconstruction_nll(logits, x, self.likelihood, self.std).mean()
+        return recon, kl_estimate(mu, logvar, z, self.kl).mean()
+
+    def __call__(self, logits, x, mu, logvar, z, prior_z=None, beta=None) -> torch.Tensor:
+        """The terms of one batch, stacked in the order of `terms`: [len(terms)]. `beta` is this
+        step's KL weight (a float or a 0-d tensor; default self.beta, less during a warm-up);
+        `prior_z` holds as many N(0, I) draws as z when `needs_prior_sample`."""
+        recon, kl = self.elbo_terms(logits, x, mu, logvar, z)
+        if self.name == "mmd":
+            distance = mmd(z, prior_z)
+            return torch.stack([recon + self.mmd_weight * distance, recon, kl, distance])
+        return torch.stack([recon + (self.beta if beta is None else beta) * kl, recon, kl])
+
+    def held_out(self, recon: float, kl: float, z: torch.Tensor, batch_size: int, generator) -> dict:
+        """The terms on a held-out set, {term: value}, from its mean reconstruction and KL and its
+        sampled codes z [N, D]. The MMD (a V-statistic, so it depends on the batch size) is the mean
+        over batches of the training batch size, each against as many N(0, I) draws of `generator`."""
+        if self.name == "mmd":
+            whole = z[: max(1, len(z) // batch_size) * batch_size]  # whole batches; all of z when less than one
+            prior = torch.randn(whole.shape, generator=generator, device=whole.device)
+            distance = torch.stack(
+                [mmd(a, b) for a, b in zip(whole.split(batch_size), prior.split(batch_size), strict=True)]
+            )
+            distance = distance.mean().item()
+            return {"total": recon + self.mmd_weight * distance, "recon": recon, "kl": kl, "mmd": distance}
+        return {"total": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+    @property
+    def label(self) -> str:
+        """What was minimised, in a few words (the comparison's column): "ELBO", "β-VAE, β = 4", "MMD × 1000"."""
+        if self.name == "mmd":
+            return f"MMD × {self.mmd_weight:g}"
+        return "ELBO" if self.beta == 1.0 else f"β-VAE, β = {self.beta:g}"
+
+    @property
+    def caption(self) -> str:
+        """How the total is made, for the training curves' caption."""
+        if self.name == "mmd":
+            return (
+                f"total = reconstruction + {self.mmd_weight:g}·MMD, the InfoVAE objective this run minimised; "
+                f"the KL is shown to watch, it is not in the total"
+            )
+        return f"total = reconstruction + {self.beta:g}·KL" + (" (the negative ELBO)" if self.beta == 1 else "")
+
+    def large_settings(self) -> list[str]:
+        """The settings that make the loss large, as flags with what they do (advice after a divergence)."""
+        large = []
+        if self.name == "elbo" and self.beta > 1:
+            large.append(f"--beta {self.beta:g} (weights the KL {self.beta:g} times)")
+        if self.likelihood == "gaussian" and self.std < 0.1:
+            large.append(f"--gaussian-std {self.std:g} (scales the reconstruction by {1 / self.std**2:.3g})")
+        if self.name == "mmd" and self.mmd_weight > 1000:
+            large.append(f"--mmd-weight {self.mmd_weight:g}")
+        return large
 
 
 # ---- proposals and weights -----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DiagonalGaussian:
     """q(z|x) = N(mu, diag(exp(logvar))) for a batch of B images: mu, logvar [B, D]."""
+
     mu: torch.Tensor
     logvar: torch.Tensor
 
@@ -136,8 +247,14 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     return log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
 
 
-def log_weights(log_likelihood, proposal, num_samples: int, chunk: int | None = None,
-                generator: torch.Generator | None = None, log_prior=log_standard_normal):
+def log_weights(
+    log_likelihood,
+    proposal,
+    num_samples: int,
+    chunk: int | None = None,
+    generator: torch.Generator | None = None,
+    log_prior=log_standard_normal,
+):
     """(log w, log p(x|z)), each [K, B], from K = num_samples draws of the proposal, drawn `chunk`
     at a time so that only chunk x B decoder inputs are in memory at once."""
     if num_samples < 1:
@@ -154,13 +271,16 @@ def log_weights(log_likelihood, proposal, num_samples: int, chunk: int | None = 
 
 # ---- a VAE's pieces --------------------------------------------------------------------------------
 
+
 def vae_log_likelihood(model, x, y, lik: dict):
     """log p(x|z) for z [S, B, D]: the decoder on all S x B codes at once, x [B, C, H, W];
     lik holds reconstruction_nll's likelihood and std."""
+
     def log_likelihood(z):
         s, b = z.shape[:2]
         logits = model.decode(z.flatten(0, 1), None if y is None else y.repeat(s))  # sample-major
         return -reconstruction_nll(logits, x.repeat(s, 1, 1, 1), **lik).view(s, b)
+
     return log_likelihood
 
 
@@ -170,10 +290,13 @@ def vae_log_weights(model, x, y, num_samples: int, lik: dict, generator=None, de
     decode_batch decoder inputs per pass."""
     mu, logvar = model.encode(x, y)
     chunk = max(1, decode_batch // len(x))
-    return log_weights(vae_log_likelihood(model, x, y, lik), DiagonalGaussian(mu, logvar), num_samples, chunk, generator)
+    return log_weights(
+        vae_log_likelihood(model, x, y, lik), DiagonalGaussian(mu, logvar), num_samples, chunk, generator
+    )
 
 
 # ---- bounds from the weights (per image, over dimension 0 = samples) -----------------------------
+
 
 def iw_bound(log_w: torch.Tensor) -> torch.Tensor:
     """L_K = log (1/K) sum_k w_k (Burda et al. 2015, eq. 8), per image."""
@@ -202,8 +325,7 @@ def summarize(per_image: torch.Tensor, variance: torch.Tensor | None = None) -> 
     variances; the test images held fixed) and over the images (the spread of the test set)."""
     values = per_image.double()
     n = len(values)
-    out = {"mean": values.mean().item(),
-           "se_images": values.std().item() / math.sqrt(n) if n > 1 else None}
+    out = {"mean": values.mean().item(), "se_images": values.std().item() / math.sqrt(n) if n > 1 else None}
     if variance is not None:
         out["se_mc"] = math.sqrt(variance.double().sum().item()) / n
     return out

@@ -4,9 +4,11 @@
 
 A settings class calls `check(self)` in `__post_init__`, so a bad value is refused with the same
 message wherever it comes from: a flag, a notebook call or a hand-edited config.json. The CLI
-(vaelab/flags.py) builds its flags from the same fields: the default and the help live here once.
-`parse`, when given, turns a flag's text into the value (raising ValueError with what it expected).
+(vaelab/cli/flags.py) builds its flags from the same fields: the default and the help live here once.
+`parse`, when given, turns a flag's text into the value (raising ValueError with what it expected);
+the parsers of every flag's text are at the end of this module.
 """
+
 import math
 import types
 import typing
@@ -15,7 +17,7 @@ from dataclasses import MISSING, field, fields
 from vaelab.errors import VaelabError
 
 MAX_CLASSES = 1000  # classes of a data set or a conditional model: class names and one-hot rows stay small
-MAX_SEED = 2 ** 63 - 1  # torch and numpy take seeds from 0 up to here
+MAX_SEED = 2**63 - 1  # torch and numpy take seeds from 0 up to here
 
 
 def opt(default, help: str, **checks):
@@ -72,8 +74,11 @@ def type_problem(name: str, value, tp, meta) -> str | None:
             ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
         elif kind in (str, bool):
             ok, what = isinstance(value, kind), ("text" if kind is str else "true or false")
-        elif typing.get_origin(kind) is tuple and typing.get_args(kind)[1:] == (Ellipsis,) \
-                and typing.get_args(kind)[0] is int:
+        elif (
+            typing.get_origin(kind) is tuple
+            and typing.get_args(kind)[1:] == (Ellipsis,)
+            and typing.get_args(kind)[0] is int
+        ):
             ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             what = "a list of whole numbers"
         else:
@@ -89,8 +94,9 @@ def check(settings) -> None:
     type (as annotated), then its range or choices."""
     for f in fields(settings):
         value = getattr(settings, f.name)
-        message = (type_problem(f.name, value, f.type, f.metadata) if not isinstance(f.type, str) else None) \
-            or problem(f.name, value, f.metadata)
+        message = (type_problem(f.name, value, f.type, f.metadata) if not isinstance(f.type, str) else None) or problem(
+            f.name, value, f.metadata
+        )
         if message:
             raise VaelabError(message)
 
@@ -98,3 +104,75 @@ def check(settings) -> None:
 def defaults(cls) -> dict:
     """{field name: default} of a settings class."""
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+# ---- how a flag's text reads: text -> value, or ValueError saying what was expected ---------------------
+
+
+def whole_number(text: str, low: int = 1, high: int | None = None, why: str = "") -> int:
+    """A whole number from `low` (to `high`); `why` says where the upper bound comes from."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if high is not None and not low <= value <= high:
+        raise ValueError(f"expected a number from {low} to {high:,}{f' ({why})' if why else ''}, got {text!r}")
+    if value < low:
+        raise ValueError(f"expected a number of at least {low}, got {text!r}")
+    return value
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """32,64 -> (32, 64), each at least 1."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers such as 32,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers such as 32,64, got {text!r}")
+    return values
+
+
+def image_shape(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def label_list(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"expected class indices separated by commas, such as 4,8, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def pair_list(text: str) -> tuple[tuple[int, int], ...]:
+    pairs = [p.strip().split(":") for p in text.split(",")]
+    if not all(len(p) == 2 and all(x.strip().isdigit() for x in p) for p in pairs):
+        raise ValueError(f"expected class pairs A:B separated by commas, such as 1:7,4:9, got {text!r}")
+    return tuple((int(a), int(b)) for a, b in pairs)
+
+
+def _number(text: str, ok, wanted: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")  # fails `ok` below, so the message is the same
+    if not ok(value):
+        raise ValueError(f"expected {wanted}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _number(text, lambda v: 0 < v < float("inf"), "a number above 0")
+
+
+def percentile(text: str) -> float:
+    return _number(text, lambda v: 0 <= v < 50, "a percentile from 0 up to (not including) 50")

@@ -8,6 +8,7 @@ In every case training prints one line per finished epoch, so a log or a noteboo
 a table. `progress=False` (`--no-progress`) and the environment variable TQDM_DISABLE=1 turn the
 bar off; the epoch lines stay.
 """
+
 import os
 import sys
 
@@ -19,7 +20,7 @@ def in_notebook() -> bool:
 
 
 def where() -> str:
-    """"notebook", "terminal" or "log": where this process's progress is seen."""
+    """ "notebook", "terminal" or "log": where this process's progress is seen."""
     if in_notebook():
         return "notebook"
     return "terminal" if sys.stderr.isatty() else "log"
@@ -49,12 +50,13 @@ def bar(total: int, initial: int = 0, desc: str = "", show: bool = True, unit: s
     place = where()
     if place == "notebook":
         try:
-            from tqdm.notebook import tqdm  # a widget; needs ipywidgets
             import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm  # a widget; needs ipywidgets
         except ImportError:
             return NoBar()  # without widgets every update would be a new output; the epoch lines suffice
         return tqdm(total=total, initial=initial, unit=unit, unit_scale=True, desc=desc, leave=False)
     if place == "terminal":
         from tqdm import tqdm
+
         return tqdm(total=total, initial=initial, unit=unit, unit_scale=True, desc=desc, leave=False, file=sys.stderr)
     return NoBar()

@@ -7,8 +7,9 @@
     SWEEP/sweep.png            reconstruction, KL and -ELBO against the swept value
 
 On the command line every numeric flag of `vaelab train` (its own and the model options) takes a
-comma-separated list; exactly one of them may hold several values (vaelab/cli.py).
+comma-separated list; exactly one of them may hold several values (vaelab/cli/).
 """
+
 import csv
 import io
 import time
@@ -22,13 +23,24 @@ from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, write_json
 from vaelab.options import check, opt
 
-COLUMNS = ("value", "test_recon", "test_kl", "test_elbo", "active_units", "iw_bound", "params", "epochs",
-           "seconds_per_epoch", "run")
+COLUMNS = (
+    "value",
+    "test_recon",
+    "test_kl",
+    "test_elbo",
+    "active_units",
+    "iw_bound",
+    "params",
+    "epochs",
+    "seconds_per_epoch",
+    "run",
+)
 
 
 @dataclass(frozen=True)
 class SweepSettings:
     """What a sweep measures besides training; `vaelab sweep`'s own flags are these fields."""
+
     iw_samples: int = opt(0, "also estimate L_K with this many importance samples per image (0: skip)", min=0)
     iw_images: int | None = opt(None, "test images for L_K, a seeded random subset (None: all)", min=1)
 
@@ -37,6 +49,7 @@ class SweepSettings:
 
 
 # ---- runs --------------------------------------------------------------------------------------
+
 
 def with_value(cfg: TrainConfig, options: dict, name: str, value):
     """(train config, model options) with setting `name` set to `value`."""
@@ -52,12 +65,15 @@ def run_name(name: str, value) -> str:
 def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bool) -> Path:
     """Train the run, keep it if it is already finished with these settings, or resume it."""
     from vaelab.training import resume, train
+
     if overwrite or not (run_dir / runs.CONFIG).is_file():
         return train(cfg, options, out=str(run_dir), overwrite=overwrite, progress=False)
     saved = runs.read_config(run_dir)
     given = {k: v for k, v in options.items() if v is not None}
     if saved["train"] != asdict(cfg) or any(saved["model_config"].get(k) != v for k, v in given.items()):
-        raise VaelabError(f"{run_dir} holds a run with other settings; pass --overwrite to train it again, or pick another --out")
+        raise VaelabError(
+            f"{run_dir} holds a run with other settings; pass --overwrite to train it again, or pick another --out"
+        )
     rows = runs.read_metrics(run_dir)
     if rows and rows[-1]["epoch"] >= cfg.epochs:
         print(f"{run_dir} is finished; keeping it")
@@ -67,29 +83,49 @@ def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bo
 
 def sweep_row(run_dir: Path, value, iw_samples: int = 0, iw_images: int | None = None) -> dict:
     """The table row of one finished run: its last epoch's test scores, active units and L_K."""
-    from vaelab.evaluation import EvalConfig, elbo_section, iw_section, open_job
-    rows, config = runs.read_metrics(run_dir), runs.read_config(run_dir)
-    job = open_job(run_dir, EvalConfig(iw_samples=max(iw_samples, 1), iw_images=iw_images, quality_samples=0))
-    _, latent = elbo_section(job)
-    last = rows[-1]
-    return {"value": value, "test_recon": last["test_recon"], "test_kl": last["test_kl"],
-            "test_elbo": last["test_elbo"], "active_units": latent["active_units"],
-            "iw_bound": iw_section(job)["bound"] if iw_samples else None,
-            "params": sum(config["params"].values()), "epochs": last["epoch"],
-            "seconds_per_epoch": sum(r["seconds"] for r in rows) / len(rows), "run": run_dir.name}
+    from vaelab.evaluation import EvalConfig, elbo_section, iw_section, open_scoring
+
+    scoring = open_scoring(run_dir, EvalConfig(iw_samples=max(iw_samples, 1), iw_images=iw_images, quality_samples=0))
+    run = scoring.run
+    _, latent = elbo_section(scoring)
+    last = run.rows[-1]
+    return {
+        "value": value,
+        "test_recon": last["test_recon"],
+        "test_kl": last["test_kl"],
+        "test_elbo": last["test_elbo"],
+        "active_units": latent["active_units"],
+        "iw_bound": iw_section(scoring)["bound"] if iw_samples else None,
+        "params": sum(run.config["params"].values()),
+        "epochs": last["epoch"],
+        "seconds_per_epoch": run.seconds_per_epoch,
+        "run": run.dir.name,
+    }
 
 
-def sweep(cfg: TrainConfig, options: dict, name: str, values, out, *, overwrite: bool = False,
-          iw_samples: int = 0, iw_images: int | None = None) -> Path:
+def sweep(
+    cfg: TrainConfig,
+    options: dict,
+    name: str,
+    values,
+    out,
+    *,
+    overwrite: bool = False,
+    iw_samples: int = 0,
+    iw_images: int | None = None,
+) -> Path:
     """Train one run per value of setting `name` under `out`; write the table and figure there.
     `options` are model options (latent_dim=8, ...); `name` is a field of either."""
     SweepSettings(iw_samples, iw_images)  # checked before any training
     from vaelab.data import load_dataset
     from vaelab.models import make_config
+
     out = Path(out)
     data = load_dataset(cfg.dataset, cfg.data_dir)
-    configs = [make_config(c.model, data.image_shape, data.num_classes, **o)  # a bad value is refused
-               for c, o in (with_value(cfg, options, name, v) for v in values)]  # before hours of training
+    configs = [
+        make_config(c.model, data.image_shape, data.num_classes, **o)  # a bad value is refused
+        for c, o in (with_value(cfg, options, name, v) for v in values)
+    ]  # before hours of training
     if notice := bottleneck_notice(configs):
         print(notice, flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,10 +134,16 @@ def sweep(cfg: TrainConfig, options: dict, name: str, values, out, *, overwrite:
         print(f"[{i + 1}/{len(values)}] {name} = {value}", flush=True)
         run_dir = train_or_reuse(*with_value(cfg, options, name, value), out / run_name(name, value), overwrite)
         rows.append(sweep_row(run_dir, value, iw_samples, iw_images))
-        write_tables(out, name, rows, {"train": asdict(cfg), "model_options": options,
-                                       "seconds": time.perf_counter() - started})
-    write_figure(out, name, rows, f"{cfg.model} on {cfg.dataset}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)} per run, "
-                                  f"test split after the last epoch (z sampled)")
+        write_tables(
+            out, name, rows, {"train": asdict(cfg), "model_options": options, "seconds": time.perf_counter() - started}
+        )
+    write_figure(
+        out,
+        name,
+        rows,
+        f"{cfg.model} on {cfg.dataset}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)} per run, "
+        f"test split after the last epoch (z sampled)",
+    )
     return out
 
 
@@ -111,20 +153,38 @@ def bottleneck_notice(configs) -> str | None:
     if not narrow:
         return None
     widest = max(c.latent_dim for c in narrow)
-    return (f"note: the encoder's Dense layer has {narrow[0].dense_dim} units, fewer than latent size {widest}, so "
-            f"the extra dimensions get no more information than {narrow[0].dense_dim} units carry and the sweep "
-            f"flattens out there; to compare latent sizes, give --dense-dim {max(64, widest)} (or sweep --model mlp)")
+    return (
+        f"note: the encoder's Dense layer has {narrow[0].dense_dim} units, fewer than latent size {widest}, so "
+        f"the extra dimensions get no more information than {narrow[0].dense_dim} units carry and the sweep "
+        f"flattens out there; to compare latent sizes, give --dense-dim {max(64, widest)} (or sweep --model mlp)"
+    )
 
 
 # ---- table and figure --------------------------------------------------------------------------
 
+
 def markdown(name: str, rows: list[dict]) -> str:
-    titles = {"value": name, "test_recon": "test recon", "test_kl": "test KL", "test_elbo": "test ELBO",
-              "active_units": "active units", "iw_bound": "L_K", "params": "parameters",
-              "seconds_per_epoch": "s / epoch"}
-    cell = lambda v: f"{v:,.2f}" if isinstance(v, float) else ("-" if v is None else f"{v:,}" if isinstance(v, int) else str(v))
-    lines = ["| " + " | ".join(titles.get(c, c) for c in COLUMNS) + " |", "|" + "---:|" * (len(COLUMNS) - 1) + "---|"]
-    return "\n".join(lines + ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]) + "\n"
+    from vaelab.report.pages import markdown_table
+
+    titles = {
+        "value": name,
+        "test_recon": "test recon",
+        "test_kl": "test KL",
+        "test_elbo": "test ELBO",
+        "active_units": "active units",
+        "iw_bound": "L_K",
+        "params": "parameters",
+        "seconds_per_epoch": "s / epoch",
+    }
+    return markdown_table(
+        [titles.get(c, c) for c in COLUMNS],
+        [[_cell(r[c]) for c in COLUMNS] for r in rows],
+        [c != "run" for c in COLUMNS],
+    )
+
+
+def _cell(v) -> str:
+    return f"{v:,.2f}" if isinstance(v, float) else "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
@@ -134,11 +194,14 @@ def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
     writer.writerows(rows)
     atomic_write(out / "sweep.csv", buffer.getvalue().encode())
     atomic_write(out / "sweep.md", markdown(name, rows).encode())
-    write_json(out / "sweep.json", {"setting": name, "rows": rows, **about,
-                                    "created": datetime.now().isoformat(timespec="seconds")})
+    write_json(
+        out / "sweep.json",
+        {"setting": name, "rows": rows, **about, "created": datetime.now().isoformat(timespec="seconds")},
+    )
 
 
 def write_figure(out: Path, name: str, rows: list[dict], title: str = "") -> None:
     """SWEEP/sweep.png: reconstruction, KL and -ELBO against the swept value."""
-    from vaelab.charts import sweep_figure  # matplotlib: only when a sweep ends
+    from vaelab.report.charts import sweep_figure  # matplotlib: only when a sweep ends
+
     sweep_figure(name, rows, title).savefig(out / "sweep.png", dpi=100)

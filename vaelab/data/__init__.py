@@ -4,6 +4,7 @@
 vaelab/data/sources.py for the search order) and downloads them into the cache otherwise.
 The whole set lives in memory as uint8 [N, C, H, W]; training scales it to [0, 1] on the device.
 """
+
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +13,29 @@ import numpy as np
 import torch
 
 from vaelab.data import formats, user
-from vaelab.data.sources import (DATASETS, DatasetSpec, cache_dir, check_data_dir, dataset_in,
-                                 download_files, find_file, get_spec, locate_dataset,
-                                 not_found_help)
+from vaelab.data.sources import (
+    DATASETS,
+    DatasetSpec,
+    cache_dir,
+    check_data_dir,
+    dataset_in,
+    download_files,
+    find_file,
+    get_spec,
+    locate_dataset,
+    not_found_help,
+)
 from vaelab.errors import DataFormatError, VaelabError
 
-__all__ = ["ImageData", "DATASETS", "DatasetSpec", "load_dataset", "locate_dataset",
-           "describe_datasets", "format_data_table"]
+__all__ = [
+    "ImageData",
+    "DATASETS",
+    "DatasetSpec",
+    "load_dataset",
+    "locate_dataset",
+    "describe_datasets",
+    "format_data_table",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,11 +43,11 @@ class ImageData:
     name: str
     train_x: torch.Tensor = field(repr=False)  # uint8 [N, C, H, W], contiguous, CPU
     train_y: torch.Tensor = field(repr=False)  # int64 [N]
-    test_x: torch.Tensor = field(repr=False)   # uint8 [M, C, H, W]
-    test_y: torch.Tensor = field(repr=False)   # int64 [M]
+    test_x: torch.Tensor = field(repr=False)  # uint8 [M, C, H, W]
+    test_y: torch.Tensor = field(repr=False)  # int64 [M]
     classes: tuple[str, ...]
-    source: str                                # the folder or file the data were read from
-    labelled: bool = True                      # False for a user's folder or npz without labels
+    source: str  # the folder or file the data were read from
+    labelled: bool = True  # False for a user's folder or npz without labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -41,8 +58,7 @@ class ImageData:
         return len(self.classes)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True, *,
-                 mirrors=None) -> ImageData:
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True, *, mirrors=None) -> ImageData:
     """Data set `name`, read from `data_dir`, $VAELAB_DATA/<name>/, the cache or a system folder.
 
     When none holds it and `download` is true, its files are downloaded into the cache from
@@ -69,8 +85,16 @@ def load_user_dataset(name: str) -> ImageData:
     kind, path = name.split(":", 1)
     read = user.read_folder if kind == "folder" else user.read_npz
     train_x, train_y, test_x, test_y, classes, labelled = read(path)
-    return ImageData(name, as_tensor(train_x, np.uint8), as_tensor(train_y, np.int64),
-                     as_tensor(test_x, np.uint8), as_tensor(test_y, np.int64), classes, path, labelled)
+    return ImageData(
+        name,
+        as_tensor(train_x, np.uint8),
+        as_tensor(train_y, np.int64),
+        as_tensor(test_x, np.uint8),
+        as_tensor(test_y, np.int64),
+        classes,
+        path,
+        labelled,
+    )
 
 
 def as_tensor(arr: np.ndarray, dtype) -> torch.Tensor:
@@ -80,17 +104,22 @@ def as_tensor(arr: np.ndarray, dtype) -> torch.Tensor:
 
 def read_dataset(spec: DatasetSpec, found: Path) -> ImageData:
     if spec.format == "idx":
-        train_images, train_labels, test_images, test_labels = (find_file(found, name)
-                                                                for name in spec.files)
+        train_images, train_labels, test_images, test_labels = (find_file(found, name) for name in spec.files)
         train_x, train_y = formats.read_idx_split(train_images, train_labels, len(spec.classes))
         test_x, test_y = formats.read_idx_split(test_images, test_labels, len(spec.classes))
         classes = spec.classes
     else:
         train_x, train_y, test_x, test_y, classes = formats.read_cifar10(found)
         classes = classes or spec.classes
-    return ImageData(spec.name, as_tensor(train_x, np.uint8), as_tensor(train_y, np.int64),
-                     as_tensor(test_x, np.uint8), as_tensor(test_y, np.int64), tuple(classes),
-                     str(found))
+    return ImageData(
+        spec.name,
+        as_tensor(train_x, np.uint8),
+        as_tensor(train_y, np.int64),
+        as_tensor(test_x, np.uint8),
+        as_tensor(test_y, np.int64),
+        tuple(classes),
+        str(found),
+    )
 
 
 def describe_datasets(data_dir=None) -> list[dict]:
@@ -103,14 +132,28 @@ def describe_datasets(data_dir=None) -> list[dict]:
 
 
 def describe_dataset(name: str, data_dir=None) -> dict:
-    row = {"name": name, "found": None, "why_not": None, "train_size": None, "test_size": None,
-           "image_shape": None, "classes": DATASETS[name].classes, "about": DATASETS[name].about}
+    row = {
+        "name": name,
+        "found": None,
+        "why_not": None,
+        "train_size": None,
+        "test_size": None,
+        "image_shape": None,
+        "classes": DATASETS[name].classes,
+        "about": DATASETS[name].about,
+    }
     try:
         data = load_dataset(name, data_dir, download=False)
     except VaelabError as e:
         return {**row, "why_not": str(e)}
-    return {**row, "found": data.source, "train_size": len(data.train_x),
-            "test_size": len(data.test_x), "image_shape": data.image_shape, "classes": data.classes}
+    return {
+        **row,
+        "found": data.source,
+        "train_size": len(data.train_x),
+        "test_size": len(data.test_x),
+        "image_shape": data.image_shape,
+        "classes": data.classes,
+    }
 
 
 def format_data_table(data_dir=None) -> str:
@@ -119,14 +162,17 @@ def format_data_table(data_dir=None) -> str:
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'data set':<{width}}  {'train':>6}  {'test':>6}  {'image':>7}  classes  found at"]
     for r in rows:
-        sizes = [f"{r['train_size']:,}", f"{r['test_size']:,}",
-                 "x".join(map(str, r["image_shape"]))] if r["found"] else ["-", "-", "-"]
+        sizes = (
+            [f"{r['train_size']:,}", f"{r['test_size']:,}", "x".join(map(str, r["image_shape"]))]
+            if r["found"]
+            else ["-", "-", "-"]
+        )
         where = r["found"] or "not available, see below"
-        lines.append(f"{r['name']:<{width}}  {sizes[0]:>6}  {sizes[1]:>6}  {sizes[2]:>7}  "
-                     f"{len(r['classes']):>7}  {where}")
+        lines.append(
+            f"{r['name']:<{width}}  {sizes[0]:>6}  {sizes[1]:>6}  {sizes[2]:>7}  {len(r['classes']):>7}  {where}"
+        )
     for r in rows:
         if not r["found"]:
             lines += ["", f"{r['name']} ({r['about']}):", r["why_not"]]
-    lines += ["", "Missing data sets are downloaded into the cache by the first command that "
-                  "needs them (train, demo)."]
+    lines += ["", "Missing data sets are downloaded into the cache by the first command that needs them (train, demo)."]
     return "\n".join(lines)

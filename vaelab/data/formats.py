@@ -10,6 +10,7 @@ per dimension, then the data in row-major order.
 CIFAR-10 binary: https://www.cs.toronto.edu/~kriz/cifar.html ("Binary version"): records of
 1 label byte and 3072 pixel bytes (1024 red, 1024 green, 1024 blue, each 32x32 row-major).
 """
+
 import math
 import tarfile
 import zlib
@@ -19,8 +20,10 @@ import numpy as np
 
 from vaelab.errors import DataFormatError
 
-FIX = ("delete the file (vaelab downloads it again when it can) or download the original again, "
-       "or pass --data-dir to a folder holding the original files")
+FIX = (
+    "delete the file (vaelab downloads it again when it can) or download the original again, "
+    "or pass --data-dir to a folder holding the original files"
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
@@ -40,9 +43,12 @@ def bad_file(source, problem: str) -> DataFormatError:
 
 # ---- IDX -------------------------------------------------------------------------------------
 
+
 def too_large(source, size: int, what: str) -> DataFormatError:
-    return DataFormatError(f"{source}: {what} {size:,} bytes, more than vaelab reads from one data file "
-                           f"({MAX_BYTES:,} bytes, vaelab.data.formats.MAX_BYTES); use a smaller data set")
+    return DataFormatError(
+        f"{source}: {what} {size:,} bytes, more than vaelab reads from one data file "
+        f"({MAX_BYTES:,} bytes, vaelab.data.formats.MAX_BYTES); use a smaller data set"
+    )
 
 
 def gunzip_if_gzip(raw: bytes, source, limit: int = MAX_BYTES) -> bytes:
@@ -77,11 +83,11 @@ def parse_idx(raw: bytes, source, ndim: int) -> np.ndarray:
     if len(data) < 4:
         raise bad_file(source, f"not an IDX file: {len(data)} bytes, shorter than the 4-byte magic")
     if data[:2] != b"\x00\x00":
-        raise bad_file(source, f"not an IDX file: wrong magic 0x{data[:4].hex()} "
-                               f"(expected 0x0000080{ndim})")
+        raise bad_file(source, f"not an IDX file: wrong magic 0x{data[:4].hex()} (expected 0x0000080{ndim})")
     if data[2] != IDX_UBYTE:
-        raise bad_file(source, f"IDX type code 0x{data[2]:02x} is not supported "
-                               f"(only 0x08, unsigned bytes, as in MNIST)")
+        raise bad_file(
+            source, f"IDX type code 0x{data[2]:02x} is not supported (only 0x08, unsigned bytes, as in MNIST)"
+        )
     if data[3] != ndim:
         kind = "images" if ndim == 3 else "labels"
         raise bad_file(source, f"IDX file has {data[3]} dimensions, {kind} need {ndim}")
@@ -120,8 +126,10 @@ def read_idx_split(images_path: Path, labels_path: Path, num_classes: int):
     images = read_idx(images_path, 3)
     labels = read_idx(labels_path, 1)
     if len(images) != len(labels):
-        raise bad_file(images_path, f"image/label count mismatch: {len(images)} images "
-                                    f"vs {len(labels)} labels in {Path(labels_path).name}")
+        raise bad_file(
+            images_path,
+            f"image/label count mismatch: {len(images)} images vs {len(labels)} labels in {Path(labels_path).name}",
+        )
     if len(images) == 0:
         raise bad_file(images_path, "holds no images")
     check_labels(labels, num_classes, labels_path)
@@ -130,11 +138,15 @@ def read_idx_split(images_path: Path, labels_path: Path, num_classes: int):
 
 # ---- CIFAR-10 binary -------------------------------------------------------------------------
 
+
 def parse_cifar_batch(raw: bytes, source, num_classes: int = 10):
     """(images uint8 [N, 3, 32, 32], labels uint8 [N]) from one CIFAR-10 binary batch."""
     if len(raw) == 0 or len(raw) % CIFAR_RECORD:
-        raise bad_file(source, f"size {len(raw)} bytes is not a positive multiple of the "
-                               f"{CIFAR_RECORD}-byte record (1 label + 3072 pixels)")
+        raise bad_file(
+            source,
+            f"size {len(raw)} bytes is not a positive multiple of the "
+            f"{CIFAR_RECORD}-byte record (1 label + 3072 pixels)",
+        )
     records = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR_RECORD)
     labels = records[:, 0]
     check_labels(labels, num_classes, source)
@@ -156,8 +168,11 @@ def check_member_size(source, name: str, size: int) -> None:
     """A batch holds at most CIFAR_BATCH records (the original's count); the class list is short."""
     limit = 1 << 16 if name == CIFAR_META else CIFAR_BATCH * CIFAR_RECORD
     if size > limit:
-        raise bad_file(source, f"{name} is {size:,} bytes, more than the original's "
-                               f"{limit:,} ({CIFAR_BATCH:,} records of {CIFAR_RECORD} bytes per batch)")
+        raise bad_file(
+            source,
+            f"{name} is {size:,} bytes, more than the original's "
+            f"{limit:,} ({CIFAR_BATCH:,} records of {CIFAR_RECORD} bytes per batch)",
+        )
 
 
 def cifar_members_in_tar(path: Path) -> dict[str, bytes]:

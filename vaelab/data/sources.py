@@ -12,11 +12,11 @@ Files found on disk are checked by parsing them, not by hash: packaged copies su
 are re-compressed, so their hashes differ from upstream. Downloads go into the cache and must
 match the upstream SHA-256. The bundled `mnist-sample` is read from this package only.
 """
+
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from vaelab.data.formats import CIFAR_FOLDER, CIFAR_TRAIN
 from vaelab.errors import DataFormatError, VaelabError
@@ -27,18 +27,22 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    format: str                        # "idx" (MNIST layout) or "cifar10-binary"
-    files: dict[str, str | None]       # upstream file name -> its SHA-256 (None: not downloadable)
-    mirrors: tuple[str, ...]           # base URLs tried in order; a file's URL is base + name
-    system_dirs: tuple[str, ...]       # folders where operating-system packages install it
+    format: str  # "idx" (MNIST layout) or "cifar10-binary"
+    files: dict[str, str | None]  # upstream file name -> its SHA-256 (None: not downloadable)
+    mirrors: tuple[str, ...]  # base URLs tried in order; a file's URL is base + name
+    system_dirs: tuple[str, ...]  # folders where operating-system packages install it
     classes: tuple[str, ...]
     about: str
 
 
 def idx_files(*sha256: str | None) -> dict[str, str | None]:
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    return dict(zip(names, sha256 or (None,) * 4))
+    names = (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    )
+    return dict(zip(names, sha256 or (None,) * 4, strict=True))
 
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -46,44 +50,63 @@ DIGITS = tuple(str(d) for d in range(10))
 DATASETS = {
     # LeCun, Cortes & Burges, http://yann.lecun.com/exdb/mnist/ (the mirrors PyTorch uses)
     "mnist": DatasetSpec(
-        "mnist", "idx",
-        idx_files("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-         "https://storage.googleapis.com/cvdf-datasets/mnist/"),
-        (), DIGITS, "handwritten digits, 28x28 grey"),
+        "mnist",
+        "idx",
+        idx_files(
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ),
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        (),
+        DIGITS,
+        "handwritten digits, 28x28 grey",
+    ),
     # Xiao, Rasul & Vollgraf 2017, https://github.com/zalandoresearch/fashion-mnist
     "fashion-mnist": DatasetSpec(
-        "fashion-mnist", "idx",
-        idx_files("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                  "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                  "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                  "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+        "fashion-mnist",
+        "idx",
+        idx_files(
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        ),
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         ("/usr/share/datasets/fashion-mnist",),
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-         "Bag", "Ankle boot"),
-        "Zalando clothing images, 28x28 grey"),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "Zalando clothing images, 28x28 grey",
+    ),
     # Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html (the binary version)
     "cifar10": DatasetSpec(
-        "cifar10", "cifar10-binary",
+        "cifar10",
+        "cifar10-binary",
         {"cifar-10-binary.tar.gz": "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"},
-        ("https://www.cs.toronto.edu/~kriz/",), (),
+        ("https://www.cs.toronto.edu/~kriz/",),
+        (),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        "32x32 colour photographs"),
+        "32x32 colour photographs",
+    ),
     # 5,000 real MNIST digits bundled with vaelab; see sample/README.md
     "mnist-sample": DatasetSpec(
-        "mnist-sample", "idx", idx_files(), (), (), DIGITS,
-        "5,000 MNIST digits bundled with vaelab, 4,000 train / 1,000 test"),
+        "mnist-sample",
+        "idx",
+        idx_files(),
+        (),
+        (),
+        DIGITS,
+        "5,000 MNIST digits bundled with vaelab, 4,000 train / 1,000 test",
+    ),
 }
 
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise VaelabError(f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}, "
-                          f"or your own images as folder:PATH or npz:FILE")
+        raise VaelabError(
+            f"unknown data set '{name}'; choose one of: {', '.join(DATASETS)}, "
+            f"or your own images as folder:PATH or npz:FILE"
+        )
     return DATASETS[name]
 
 
@@ -97,6 +120,7 @@ def cache_dir(name: str) -> Path:
 
 
 # ---- locating --------------------------------------------------------------------------------
+
 
 def find_file(folder: Path, name: str) -> Path | None:
     """folder/name, or the same file without its .gz suffix (already decompressed)."""
@@ -134,8 +158,9 @@ def search_places(spec: DatasetSpec, data_dir=None) -> list[tuple[Path, str]]:
 
 def check_data_dir(data_dir) -> None:
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise VaelabError(f"--data-dir {data_dir} is not a folder; pass the folder that holds "
-                          f"the data set's original files")
+        raise VaelabError(
+            f"--data-dir {data_dir} is not a folder; pass the folder that holds the data set's original files"
+        )
 
 
 def locate_dataset(name: str, data_dir=None) -> tuple[Path | None, list[str]]:
@@ -161,8 +186,10 @@ def partial_note(spec: DatasetSpec, folder: Path) -> str:
 
 # ---- downloading -----------------------------------------------------------------------------
 
+
 def why_failed(error: Exception) -> str:
     import requests
+
     if isinstance(error, requests.HTTPError):
         return f"HTTP {error.response.status_code}"
     if isinstance(error, requests.Timeout):
@@ -182,24 +209,24 @@ def fetch(name: str, sha256: str, dest: Path, mirrors, progress: bool) -> list[s
         return [f"{name}: no mirror to download it from"]
     import pooch
     import requests
+
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         try:
-            pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=name, path=dest,
-                           progressbar=progress)
+            pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=name, path=dest, progressbar=progress)
             return []
         except requests.RequestException as e:
             failures.append(f"{url}: {why_failed(e)}")
         except ValueError as e:  # pooch's hash mismatch; it deleted the download
             got = re.search(r"got ([0-9a-fA-F]{64})", str(e))
-            failures.append(f"{url}: checksum did not match: expected sha256 {sha256}, "
-                            f"got {got.group(1) if got else str(e)}")
+            failures.append(
+                f"{url}: checksum did not match: expected sha256 {sha256}, got {got.group(1) if got else str(e)}"
+            )
     return failures
 
 
-def download_files(spec: DatasetSpec, dest: Path, mirrors=None, progress: bool = False,
-                   tried=()) -> Path:
+def download_files(spec: DatasetSpec, dest: Path, mirrors=None, progress: bool = False, tried=()) -> Path:
     """Download the files of `spec` missing from `dest`, trying `mirrors` (default: the spec's).
 
     Raises DataFormatError when a download does not match its SHA-256, VaelabError when no
@@ -217,13 +244,17 @@ def download_files(spec: DatasetSpec, dest: Path, mirrors=None, progress: bool =
 
 def download_error(spec, dest: Path, name: str, failures: list[str], tried) -> VaelabError:
     bad_checksum = any("checksum did not match" in f for f in failures)
-    headline = (f"the download of {name} does not match its checksum; nothing was kept"
-                if bad_checksum else
-                f"data set '{spec.name}' is not on this machine and could not be downloaded")
+    headline = (
+        f"the download of {name} does not match its checksum; nothing was kept"
+        if bad_checksum
+        else f"data set '{spec.name}' is not on this machine and could not be downloaded"
+    )
     lines = [headline, f"Download of {name} failed:", *("  " + f for f in failures)]
     if bad_checksum:
-        lines.append("The mirror served a corrupted or changed file: try again later, or get the "
-                     "original from another source and pass its folder as --data-dir.")
+        lines.append(
+            "The mirror served a corrupted or changed file: try again later, or get the "
+            "original from another source and pass its folder as --data-dir."
+        )
     message = "\n".join(lines) + "\n" + not_found_help(spec, dest, tried)
     return (DataFormatError if bad_checksum else VaelabError)(message)
 
@@ -233,12 +264,16 @@ def not_found_help(spec: DatasetSpec, dest: Path, tried) -> str:
     missing = [n for n in spec.files if find_file(dest, n) is None] or list(spec.files)
     lines = ["Missing files: " + ", ".join(missing), "Searched:", *("  " + t for t in tried)]
     if spec.mirrors:
-        lines += [f"Fix: let vaelab download them when online, or download them yourself into "
-                  f"{dest} (or any folder you then pass as --data-dir):",
-                  *(f"  {spec.mirrors[0]}{n}" for n in missing)]
+        lines += [
+            f"Fix: let vaelab download them when online, or download them yourself into "
+            f"{dest} (or any folder you then pass as --data-dir):",
+            *(f"  {spec.mirrors[0]}{n}" for n in missing),
+        ]
     else:
         lines.append(f"Fix: reinstall vaelab; {spec.name} ships inside the package.")
     if spec.name == "cifar10":
-        lines.append("vaelab reads the binary version (cifar-10-binary.tar.gz, or its extracted "
-                     f"{CIFAR_FOLDER}/ folder), not the python pickle version.")
+        lines.append(
+            "vaelab reads the binary version (cifar-10-binary.tar.gz, or its extracted "
+            f"{CIFAR_FOLDER}/ folder), not the python pickle version."
+        )
     return "\n".join(lines)

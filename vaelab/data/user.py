@@ -11,6 +11,7 @@ Without a test split, a seeded 10% of the images is held out as the test set.
 Sizes are checked from what the files' headers promise before anything is decoded: at most
 MAX_BYTES of pixels, MAX_CLASSES classes (vaelab.options).
 """
+
 import zipfile
 import zlib
 from pathlib import Path
@@ -47,15 +48,19 @@ def read_images(paths: list[Path]) -> np.ndarray:
 
     heads = [image_head(p) for p in paths]
     (w, h), _ = heads[0]
-    for path, (size, _) in zip(paths, heads):
+    for path, (size, _) in zip(paths, heads, strict=True):
         if size != (w, h):
-            raise DataFormatError(f"{path} is {size[0]}x{size[1]} but {paths[0]} is {w}x{h}: "
-                                  f"every image of a data set must have the same size; resize them first")
+            raise DataFormatError(
+                f"{path} is {size[0]}x{size[1]} but {paths[0]} is {w}x{h}: "
+                f"every image of a data set must have the same size; resize them first"
+            )
     mode = "L" if all(m in GREY_MODES or m == "I" for _, m in heads) else "RGB"
     total = len(paths) * w * h * (1 if mode == "L" else 3)
     if total > MAX_BYTES:
-        raise DataFormatError(f"{len(paths):,} images of {w}x{h} hold {total:,} bytes of pixels, more than vaelab "
-                              f"loads ({MAX_BYTES:,}, vaelab.data.formats.MAX_BYTES); use fewer or smaller images")
+        raise DataFormatError(
+            f"{len(paths):,} images of {w}x{h} hold {total:,} bytes of pixels, more than vaelab "
+            f"loads ({MAX_BYTES:,}, vaelab.data.formats.MAX_BYTES); use fewer or smaller images"
+        )
     arrays = []
     for path in paths:
         try:
@@ -71,6 +76,7 @@ def image_head(path: Path):
     """((width, height), mode) from an image file's header; a DataFormatError for an empty image or
     a file that is not one."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             size, mode = image.size, image.mode
@@ -84,33 +90,43 @@ def image_head(path: Path):
 def eight_bit(image, path: Path):
     """`image` with 8 bits per channel: 16-bit grey scaled (v * 255 / 65535, rounded), not clipped."""
     from PIL import Image
+
     if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):  # PNG "I" is 16-bit
         values = np.asarray(image).astype(np.float64)
         return Image.fromarray((values.clip(0, 65535) / 257).round().astype(np.uint8), "L")
     if image.mode in ("I", "F"):
-        raise DataFormatError(f"{path} has {image.mode!r} pixels (32-bit integers or floats); vaelab reads 8- and "
-                              f"16-bit images: convert it first")
+        raise DataFormatError(
+            f"{path} has {image.mode!r} pixels (32-bit integers or floats); vaelab reads 8- and "
+            f"16-bit images: convert it first"
+        )
     return image
 
 
 def read_folder(path: str):
     """(train_x, train_y, test_x, test_y, classes, labelled) from a folder of images."""
     if not path.strip():
-        raise VaelabError("folder: needs a path: give folder:PATH, a folder of images or of one sub-folder "
-                          "of images per class")
+        raise VaelabError(
+            "folder: needs a path: give folder:PATH, a folder of images or of one sub-folder of images per class"
+        )
     folder = Path(path)
     if not folder.is_dir():
-        raise VaelabError(f"folder:{path}: {folder} is not a folder; give a folder of images, "
-                          f"or of one sub-folder of images per class")
+        raise VaelabError(
+            f"folder:{path}: {folder} is not a folder; give a folder of images, "
+            f"or of one sub-folder of images per class"
+        )
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and image_files(d))
     loose = image_files(folder)
     if classes and loose:
-        raise DataFormatError(f"folder:{path} holds class sub-folders ({', '.join(classes[:3])}...) and also "
-                              f"{len(loose)} image{'s' * (len(loose) > 1)} beside them ({loose[0].name}...), which would have no class: "
-                              f"move them into a class folder, or remove them")
+        raise DataFormatError(
+            f"folder:{path} holds class sub-folders ({', '.join(classes[:3])}...) and also "
+            f"{len(loose)} image{'s' * (len(loose) > 1)} beside them ({loose[0].name}...), which would have no class: "
+            f"move them into a class folder, or remove them"
+        )
     if len(classes) > MAX_CLASSES:
-        raise DataFormatError(f"folder:{path} has {len(classes)} class sub-folders, more than vaelab's "
-                              f"{MAX_CLASSES} (vaelab.options.MAX_CLASSES)")
+        raise DataFormatError(
+            f"folder:{path} has {len(classes)} class sub-folders, more than vaelab's "
+            f"{MAX_CLASSES} (vaelab.options.MAX_CLASSES)"
+        )
     groups = [image_files(folder / c) for c in classes] if classes else [loose]
     paths = [p for group in groups for p in group]
     if not paths:
@@ -125,14 +141,19 @@ def as_nchw_uint8(x: np.ndarray, source: str) -> np.ndarray:
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise DataFormatError(f"{source}: images must be [N, H, W], [N, H, W, C] or [N, C, H, W] with 1 or 3 channels, got shape {x.shape}")
+        raise DataFormatError(
+            f"{source}: images must be [N, H, W], [N, H, W, C] or [N, C, H, W] with 1 or 3 channels, "
+            f"got shape {x.shape}"
+        )
     if x.size == 0:
         raise DataFormatError(f"{source}: holds no pixels (shape {x.shape})")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise DataFormatError(f"{source}: images must be uint8 (0..255) or floats in [0, 1], got {x.dtype} "
-                              f"with values {x.min()}..{x.max()}")
+        raise DataFormatError(
+            f"{source}: images must be uint8 (0..255) or floats in [0, 1], got {x.dtype} "
+            f"with values {x.min()}..{x.max()}"
+        )
     return np.ascontiguousarray((x * 255).round().astype(np.uint8))
 
 
@@ -151,22 +172,31 @@ def read_npz(path: str):
         if "x_test" in heads:
             x_test = as_nchw_uint8(arrays["x_test"], f"npz:{path} x_test")
             if x_test.shape[1:] != x.shape[1:]:
-                raise DataFormatError(f"npz:{path}: x_test images are {list(x_test.shape[1:])} but x images are "
-                                      f"{list(x.shape[1:])} (C, H, W): both splits need one image size")
-            y_test = labels(arrays["y_test"], len(x_test), f"npz:{path} y_test") if labelled \
+                raise DataFormatError(
+                    f"npz:{path}: x_test images are {list(x_test.shape[1:])} but x images are "
+                    f"{list(x.shape[1:])} (C, H, W): both splits need one image size"
+                )
+            y_test = (
+                labels(arrays["y_test"], len(x_test), f"npz:{path} y_test")
+                if labelled
                 else np.zeros(len(x_test), np.int64)
+            )
             parts = (x, y, x_test, y_test)
         else:
             parts = split(x, y)
         names = tuple(str(c) for c in arrays["classes"]) if "classes" in heads else None
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataFormatError(f"npz:{path} cannot be read as a .npz archive of arrays ({e}); save it with "
-                              f"np.savez(FILE, x=images, y=labels)") from None
+        raise DataFormatError(
+            f"npz:{path} cannot be read as a .npz archive of arrays ({e}); save it with "
+            f"np.savez(FILE, x=images, y=labels)"
+        ) from None
     count = int(max(parts[1].max(), parts[3].max())) + 1 if labelled else 1
     classes = names or tuple(map(str, range(count)))
     if labelled and count > len(classes):
-        raise DataFormatError(f"npz:{path} labels must be in 0..{len(classes) - 1} (one per name in classes), "
-                              f"got labels up to {count - 1}")
+        raise DataFormatError(
+            f"npz:{path} labels must be in 0..{len(classes) - 1} (one per name in classes), "
+            f"got labels up to {count - 1}"
+        )
     return (*parts, classes if labelled else UNLABELLED, labelled)
 
 
@@ -179,35 +209,51 @@ def npz_heads(path: str) -> dict[str, tuple]:
             if name.endswith(".npy"):
                 with archive.open(name) as f:
                     version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read(f)
-                heads[name[:-len(".npy")]] = (shape, dtype)
+                heads[name[: -len(".npy")]] = (shape, dtype)
     return heads
 
 
 def check_npz(path: str, heads: dict) -> None:
     """The arrays a data set needs, with sizes and types that can be read: refused before reading."""
     if "x" not in heads:
-        raise DataFormatError(f"npz:{path} has no array named 'x' (it has {', '.join(heads) or 'none'}); "
-                              f"save it with np.savez(FILE, x=images, y=labels)")
+        raise DataFormatError(
+            f"npz:{path} has no array named 'x' (it has {', '.join(heads) or 'none'}); "
+            f"save it with np.savez(FILE, x=images, y=labels)"
+        )
     pairs = (("y_test", "x_test"), ("y_test", "y")) + ((("x_test", "y_test"),) if "y" in heads else ())
     for have, lack in pairs:
         if have in heads and lack not in heads:
-            raise DataFormatError(f"npz:{path} has {have} but no {lack}: a test split is x_test, with its labels "
-                                  f"y_test when x has labels y")
+            raise DataFormatError(
+                f"npz:{path} has {have} but no {lack}: a test split is x_test, with its labels "
+                f"y_test when x has labels y"
+            )
     for name, (shape, dtype) in heads.items():
         if dtype.hasobject:
-            raise DataFormatError(f"npz:{path} {name} holds Python objects, which vaelab never unpickles: "
-                                  f"save numbers (or, for classes, strings)")
+            raise DataFormatError(
+                f"npz:{path} {name} holds Python objects, which vaelab never unpickles: "
+                f"save numbers (or, for classes, strings)"
+            )
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if size > MAX_BYTES:
-            raise DataFormatError(f"npz:{path} {name} has shape {shape}: {size:,} bytes, more than vaelab loads "
-                                  f"({MAX_BYTES:,}, vaelab.data.formats.MAX_BYTES)")
+            raise DataFormatError(
+                f"npz:{path} {name} has shape {shape}: {size:,} bytes, more than vaelab loads "
+                f"({MAX_BYTES:,}, vaelab.data.formats.MAX_BYTES)"
+            )
     if "x_test" in heads and (not heads["x_test"][0] or heads["x_test"][0][0] == 0):
-        raise DataFormatError(f"npz:{path} x_test holds no images: leave it out (a seeded 10% of x is then held "
-                              f"out) or fill it")
-    if "classes" in heads and (len(heads["classes"][0]) != 1 or heads["classes"][1].kind not in "US"
-                               or not 1 <= heads["classes"][0][0] <= MAX_CLASSES):
+        raise DataFormatError(
+            f"npz:{path} x_test holds no images: leave it out (a seeded 10% of x is then held out) or fill it"
+        )
+    if "classes" in heads and (
+        len(heads["classes"][0]) != 1
+        or heads["classes"][1].kind not in "US"
+        or not 1 <= heads["classes"][0][0] <= MAX_CLASSES
+    ):
         raise DataFormatError(f"npz:{path} classes must be a list of 1 to {MAX_CLASSES} names (strings)")
 
 
@@ -217,9 +263,13 @@ def labels(y: np.ndarray, n: int, source: str) -> np.ndarray:
     if y.shape != (n,):
         raise DataFormatError(f"{source}: {n} images need {n} labels, one each ([{n}]), got shape {list(y.shape)}")
     if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == y.round()).all())):
-        raise DataFormatError(f"{source}: labels must be whole numbers (class indices), got {y.dtype} values such "
-                              f"as {y[:3].tolist()}; save them with y.astype(int)")
+        raise DataFormatError(
+            f"{source}: labels must be whole numbers (class indices), got {y.dtype} values such "
+            f"as {y[:3].tolist()}; save them with y.astype(int)"
+        )
     if n and (y.min() < 0 or y.max() >= MAX_CLASSES):
-        raise DataFormatError(f"{source}: labels must be class indices from 0 to {MAX_CLASSES - 1} "
-                              f"(vaelab.options.MAX_CLASSES), got {y.min():g}..{y.max():g}")
+        raise DataFormatError(
+            f"{source}: labels must be class indices from 0 to {MAX_CLASSES - 1} "
+            f"(vaelab.options.MAX_CLASSES), got {y.min():g}..{y.max():g}"
+        )
     return y.astype(np.int64)

@@ -4,6 +4,7 @@ A model is rebuilt from its name and its config alone (`build_model(name, config
 what a run folder stores. Every model is a `VAE` joining a family's encoder and decoder; the
 interface they follow is written down in vaelab/models/common.py.
 """
+
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -32,17 +33,34 @@ class Preset:
 
 MODELS = {
     "mlp": Preset("mlp", False, (403_972, 403_728), "fully connected VAE, 784-512-2"),
-    "mlp-small": Preset("mlp", False, (63_124, 63_744), "fully connected VAE the size of conv, 784-80-2",
-                        (("hidden_dim", 80),)),
+    "mlp-small": Preset(
+        "mlp", False, (63_124, 63_744), "fully connected VAE the size of conv, 784-80-2", (("hidden_dim", 80),)
+    ),
     "conv": Preset("conv", False, (62_794, 65_089), "convolutional VAE, 32-64 channels, Dense 14"),
-    "conv-small": Preset("conv", False, (69_076, 28_161), "the second published conv VAE: Dense 16, two transposed "
-                         "convolutions (64-32-1, the last at stride 2)", (("dense_dim", 16), ("last_stride", 2))),
+    "conv-small": Preset(
+        "conv",
+        False,
+        (69_076, 28_161),
+        "the second published conv VAE: Dense 16, two transposed convolutions (64-32-1, the last at stride 2)",
+        (("dense_dim", 16), ("last_stride", 2)),
+    ),
     "cvae": Preset("conv", True, (131_786, 96_449), "conditional convolutional VAE"),
     "cvae-mlp": Preset("mlp", True, (409_092, 408_848), "conditional fully connected VAE"),
-    "mlp-iwae": Preset("mlp", False, (217_300, 207_984), "Burda et al. 2015: 2x200 tanh each side, latent 50",
-                       (("hidden_dim", 200), ("hidden_layers", 2), ("activation", "tanh"), ("latent_dim", 50))),
-    "conv-cifar": Preset("conv", False, (2_599_808, 1_489_027), "wider, deeper conv VAE for 32x32 colour, latent 128",
-                         (("channels", (64, 128, 256)), ("dense_dim", 512), ("latent_dim", 128)), (3, 32, 32)),
+    "mlp-iwae": Preset(
+        "mlp",
+        False,
+        (217_300, 207_984),
+        "Burda et al. 2015: 2x200 tanh each side, latent 50",
+        (("hidden_dim", 200), ("hidden_layers", 2), ("activation", "tanh"), ("latent_dim", 50)),
+    ),
+    "conv-cifar": Preset(
+        "conv",
+        False,
+        (2_599_808, 1_489_027),
+        "wider, deeper conv VAE for 32x32 colour, latent 128",
+        (("channels", (64, 128, 256)), ("dense_dim", 512), ("latent_dim", 128)),
+        (3, 32, 32),
+    ),
 }
 
 
@@ -88,16 +106,19 @@ def build_model(name: str, config) -> nn.Module:
     with torch.device("meta"):  # counted before any memory is taken
         size = count_params(VAE(config, encoder_cls(config), decoder_cls(config)))
     if size > MAX_PARAMS:
-        raise VaelabError(f"model '{name}' with {options_text(config)} would have {size:,} parameters, over "
-                          f"vaelab's limit of {MAX_PARAMS:,} (vaelab.models.MAX_PARAMS); choose smaller options")
+        raise VaelabError(
+            f"model '{name}' with {options_text(config)} would have {size:,} parameters, over "
+            f"vaelab's limit of {MAX_PARAMS:,} (vaelab.models.MAX_PARAMS); choose smaller options"
+        )
     model = VAE(config, encoder_cls(config), decoder_cls(config))
     model.encoder.init_weights()  # the decoder keeps PyTorch's default: see common.init_like_keras
     return model
 
 
 def options_text(config) -> str:
-    return ", ".join(f"--{f.name.replace('_', '-')} {getattr(config, f.name)}" for f in fields(config)
-                     if f.name not in DATA_FIELDS)
+    return ", ".join(
+        f"--{f.name.replace('_', '-')} {getattr(config, f.name)}" for f in fields(config) if f.name not in DATA_FIELDS
+    )
 
 
 def config_from_dict(config_cls, values: dict):
@@ -106,7 +127,9 @@ def config_from_dict(config_cls, values: dict):
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise VaelabError(f"{config_cls.__name__} has no field(s) {unknown}: the run was saved by another vaelab version")
+        raise VaelabError(
+            f"{config_cls.__name__} has no field(s) {unknown}: the run was saved by another vaelab version"
+        )
     tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
     return config_cls(**{**values, **tuples})
 

@@ -16,6 +16,7 @@ uses only this, so any encoder and decoder that follow it work everywhere a buil
 
 A model returns distribution parameters and logits, never a loss (vaelab/losses.py has those).
 """
+
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,7 @@ MAX_SIDE = 1024  # pixels of an image side a model is built for
 class ModelConfig:
     """The least config a model needs; your own model's config may be this or any dataclass with
     these fields (and more)."""
+
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of the images
     latent_dim: int = 2
     num_classes: int = 0  # > 0: conditional on the label
@@ -40,6 +42,7 @@ class ModelConfig:
 
 class Model(Protocol):
     """The model interface above, for type checkers and readers."""
+
     config: object
     encoder: nn.Module
     decoder: nn.Module
@@ -76,7 +79,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     """z = mu + eps * exp(logvar / 2), eps ~ N(0, I) (Kingma & Welling 2014, sec. 2.4).
 
     eps, when not given, comes from torch's global generator, which `torch.manual_seed` seeds
-    and CUDA graphs can capture safely. Training passes it in (see vaelab.distributed).
+    and CUDA graphs can capture safely. Training passes it in (see vaelab/training/distributed.py).
     """
     if eps is None:
         eps = torch.randn_like(mu)
@@ -99,13 +102,21 @@ def one_hot(y: torch.Tensor | None, num_classes: int, model: str) -> torch.Tenso
 def check_data_fields(config) -> None:
     """The fields a model config takes from the data: input_shape (C, H, W) and num_classes."""
     shape, k = config.input_shape, config.num_classes
-    if not (isinstance(shape, tuple) and len(shape) == 3 and all(type(v) is int for v in shape)
-            and 1 <= shape[0] <= 4 and all(1 <= v <= MAX_SIDE for v in shape[1:])):
-        raise VaelabError(f"input_shape must be (C, H, W) with 1 to 4 channels and sides of 1 to {MAX_SIDE} "
-                          f"pixels (vaelab.models.common.MAX_SIDE), got {shape!r}")
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) == 3
+        and all(type(v) is int for v in shape)
+        and 1 <= shape[0] <= 4
+        and all(1 <= v <= MAX_SIDE for v in shape[1:])
+    ):
+        raise VaelabError(
+            f"input_shape must be (C, H, W) with 1 to 4 channels and sides of 1 to {MAX_SIDE} "
+            f"pixels (vaelab.models.common.MAX_SIDE), got {shape!r}"
+        )
     if type(k) is not int or not 0 <= k <= MAX_CLASSES:
-        raise VaelabError(f"num_classes must be a whole number from 0 to {MAX_CLASSES} "
-                          f"(vaelab.options.MAX_CLASSES), got {k!r}")
+        raise VaelabError(
+            f"num_classes must be a whole number from 0 to {MAX_CLASSES} (vaelab.options.MAX_CLASSES), got {k!r}"
+        )
 
 
 def init_like_keras(module: nn.Module) -> None:

@@ -13,7 +13,9 @@ decoder the first Dense reads concat[z, c], which equals Dense(z) + Dense(c).
 Shapes follow the input: each stride-2 layer halves H and W, so H and W must be divisible by
 2 ** len(channels).
 """
+
 from dataclasses import dataclass, field
+from itertools import pairwise
 from math import prod
 
 import torch
@@ -31,18 +33,38 @@ class ConvConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
     latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
-    dense_dim: int = field(default=14, metadata={"help": "width of the encoder's Dense layer (14, or 16 in a second published variant)", "min": 1, "cap": 16384})
-    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "channels of the stride-2 convolutions, comma separated", "min": 1, "cap": 1024})
-    label_merge: str = field(default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")})
-    last_stride: int = field(default=1, metadata={"help": "stride of the decoder's last transposed convolution: 1 (after "
-                                                          "one transposed convolution per encoder convolution) or 2 (one "
-                                                          "fewer before it: the second published variant)", "choices": (1, 2)})
+    dense_dim: int = field(
+        default=14,
+        metadata={
+            "help": "width of the encoder's Dense layer (14, or 16 in a second published variant)",
+            "min": 1,
+            "cap": 16384,
+        },
+    )
+    channels: tuple[int, ...] = field(
+        default=(32, 64),
+        metadata={"help": "channels of the stride-2 convolutions, comma separated", "min": 1, "cap": 1024},
+    )
+    label_merge: str = field(
+        default="add", metadata={"help": "how the label joins the encoder", "choices": ("add", "concat")}
+    )
+    last_stride: int = field(
+        default=1,
+        metadata={
+            "help": "stride of the decoder's last transposed convolution: 1 (after "
+            "one transposed convolution per encoder convolution) or 2 (one "
+            "fewer before it: the second published variant)",
+            "choices": (1, 2),
+        },
+    )
 
     def __post_init__(self):
         check(self)
         check_data_fields(self)
         if not 1 <= len(self.channels) <= 6:
-            raise VaelabError(f"--channels takes 1 to 6 values (one per stride-2 convolution), got {len(self.channels)}")
+            raise VaelabError(
+                f"--channels takes 1 to 6 values (one per stride-2 convolution), got {len(self.channels)}"
+            )
         _, height, width = self.input_shape
         step = 2 ** len(self.channels)
         if height % step or width % step:
@@ -78,7 +100,7 @@ class ConvEncoder(nn.Module):
         concat = c.num_classes and c.label_merge == "concat"
         ins = [first * 2 if concat else first, *c.channels[1:-1]]
         self.conv_first = _conv(c.input_shape[0], first)
-        self.convs = nn.ModuleList(_conv(cin, cout) for cin, cout in zip(ins, c.channels[1:]))
+        self.convs = nn.ModuleList(_conv(cin, cout) for cin, cout in zip(ins, c.channels[1:], strict=True))
         if c.num_classes:
             self.label = nn.Linear(c.num_classes, prod(self.first_shape))
         self.dense = nn.Linear(prod(c.bottom_shape), c.dense_dim)
@@ -116,10 +138,10 @@ class ConvDecoder(nn.Module):
         self.dense = nn.Linear(c.latent_dim + c.num_classes, prod(c.bottom_shape))
         outs = list(reversed(c.channels))  # 64, 32
         if c.last_stride == 1:  # 64 -> 64 -> 32, then the image at stride 1
-            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip([outs[0], *outs], outs))
+            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip([outs[0], *outs], outs, strict=False))
             self.out = nn.ConvTranspose2d(outs[-1], c.input_shape[0], 3, stride=1, padding=1)
         else:  # 64 -> 32, then the image at stride 2: every transposed convolution doubles H, W
-            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip(outs, outs[1:]))
+            self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in pairwise(outs))
             self.out = _deconv(outs[-1], c.input_shape[0])
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,6 +12,7 @@ have run again (the classes then live in `__main__`). Every class must take the 
 argument. Otherwise give the loader a model to fill: `vaelab.load(folder, model=MyVAE(...))`.
 Weights are safetensors as always: nothing is pickled, no code is stored.
 """
+
 import importlib
 import sys
 from dataclasses import fields, is_dataclass
@@ -37,10 +38,15 @@ def import_class(path: str):
         for part in qualname.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError, KeyError) as e:
-        where = ("the notebook or script that defined it: run the cell that defines it again"
-                 if module_name == "__main__" else f"module {module_name}")
-        raise VaelabError(f"the run's model class {path} cannot be found ({e}); it comes from {where}, "
-                          f"or pass the model to fill: vaelab.load(RUN, model=YourModel(...))") from None
+        where = (
+            "the notebook or script that defined it: run the cell that defines it again"
+            if module_name == "__main__"
+            else f"module {module_name}"
+        )
+        raise VaelabError(
+            f"the run's model class {path} cannot be found ({e}); it comes from {where}, "
+            f"or pass the model to fill: vaelab.load(RUN, model=YourModel(...))"
+        ) from None
     return target
 
 
@@ -62,8 +68,10 @@ def build(info: dict, config_values: dict):
             return VAE(config, import_class(info["encoder_class"])(config), import_class(info["decoder_class"])(config))
         return import_class(info["model_class"])(config)
     except TypeError as e:
-        raise VaelabError(f"the run's model classes cannot be built from their config alone ({e}); pass the "
-                          f"model to fill: vaelab.load(RUN, model=YourModel(...))") from None
+        raise VaelabError(
+            f"the run's model classes cannot be built from their config alone ({e}); pass the "
+            f"model to fill: vaelab.load(RUN, model=YourModel(...))"
+        ) from None
 
 
 def check(model, data) -> None:
@@ -71,15 +79,21 @@ def check(model, data) -> None:
     two real images of `data`."""
     c = getattr(model, "config", None)
     if not is_dataclass(c) or not all(hasattr(c, f) for f in CONFIG_FIELDS):
-        raise VaelabError("your model needs a `config`: a dataclass with input_shape, latent_dim and num_classes "
-                          "(vaelab.ModelConfig, or your own dataclass with those fields)")
+        raise VaelabError(
+            "your model needs a `config`: a dataclass with input_shape, latent_dim and num_classes "
+            "(vaelab.ModelConfig, or your own dataclass with those fields)"
+        )
     for part in ("encoder", "decoder", "encode", "decode"):
         if not hasattr(model, part):
-            raise VaelabError(f"your model has no `{part}`: join an encoder and a decoder with "
-                              f"vaelab.VAE(config, encoder, decoder), or give your module encoder, decoder, encode and decode")
+            raise VaelabError(
+                f"your model has no `{part}`: join an encoder and a decoder with "
+                f"vaelab.VAE(config, encoder, decoder), or give your module encoder, decoder, encode and decode"
+            )
     if tuple(c.input_shape) != tuple(data.image_shape):
-        raise VaelabError(f"your model's config.input_shape is {tuple(c.input_shape)}, but {data.name}'s images "
-                          f"are {tuple(data.image_shape)}: set input_shape={tuple(data.image_shape)}")
+        raise VaelabError(
+            f"your model's config.input_shape is {tuple(c.input_shape)}, but {data.name}'s images "
+            f"are {tuple(data.image_shape)}: set input_shape={tuple(data.image_shape)}"
+        )
     if c.num_classes and c.num_classes != data.num_classes:
         raise VaelabError(f"your model is conditional on {c.num_classes} classes, {data.name} has {data.num_classes}")
     device = next(model.parameters()).device
@@ -90,13 +104,18 @@ def check(model, data) -> None:
         if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
             raise VaelabError("your model's encode(x, y) must return (mu, logvar), two tensors")
         if any(tuple(t.shape) != (2, c.latent_dim) for t in out):
-            raise VaelabError(f"your model's encode(x, y) must return mu and logvar of shape [batch, latent_dim] = "
-                              f"[2, {c.latent_dim}], got {[list(t.shape) for t in out]}")
+            raise VaelabError(
+                f"your model's encode(x, y) must return mu and logvar of shape [batch, latent_dim] = "
+                f"[2, {c.latent_dim}], got {[list(t.shape) for t in out]}"
+            )
         logits = model.decode(out[0], y)
         if not isinstance(logits, torch.Tensor) or logits.shape != x.shape:
             shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise VaelabError(f"your model's decode(z, y) must return logits shaped like the images, "
-                              f"{list(x.shape)}, got {shape}")
+            raise VaelabError(
+                f"your model's decode(z, y) must return logits shaped like the images, {list(x.shape)}, got {shape}"
+            )
         out = model(x, y, torch.zeros(2, c.latent_dim, device=device))
         if not (isinstance(out, tuple) and len(out) == 4):
-            raise VaelabError("your model's forward(x, y, eps) must return (logits, mu, logvar, z), as vaelab.VAE's does")
+            raise VaelabError(
+                "your model's forward(x, y, eps) must return (logits, mu, logvar, z), as vaelab.VAE's does"
+            )

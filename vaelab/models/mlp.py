@@ -6,7 +6,9 @@ layers -> Dense pixels -> Bernoulli logits. Defaults are the exercises' model: 7
 `mlp-iwae` is the one-stochastic-layer model of Burda et al. 2015: two layers of 200 tanh units
 each side and latent 50.
 """
+
 from dataclasses import dataclass, field
+from itertools import pairwise
 from math import prod
 
 import torch
@@ -23,7 +25,9 @@ class MLPConfig:
     latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
     hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1, "cap": 16384})
     hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1, "cap": 16})
-    activation: str = field(default="relu", metadata={"help": "activation of the hidden layers", "choices": ("relu", "tanh")})
+    activation: str = field(
+        default="relu", metadata={"help": "activation of the hidden layers", "choices": ("relu", "tanh")}
+    )
 
     def __post_init__(self):
         check(self)
@@ -34,7 +38,7 @@ def _stack(width_in: int, c: MLPConfig) -> nn.Sequential:
     """hidden_layers x (Dense hidden_dim + activation)."""
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[c.activation]
     widths = [width_in] + [c.hidden_dim] * c.hidden_layers
-    return nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), act())))
+    return nn.Sequential(*(m for a, b in pairwise(widths) for m in (nn.Linear(a, b), act())))
 
 
 def _with_label(h: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ when it is used. Binarisation follows the two conventions of the binarised-MNIST
 one fixed Bernoulli draw of every pixel (static; Larochelle & Murray 2011) or a fresh draw for
 every batch (dynamic; Burda et al. 2015).
 """
+
 import torch
 
 from vaelab.errors import VaelabError

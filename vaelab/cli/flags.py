@@ -1,53 +1,42 @@
 """Command-line flags derived from settings dataclasses (vaelab/options.py): one flag per field,
 with the field's default, help and checks, so no default or range is written twice.
 
-Only the CLI (vaelab/cli.py) imports this module; the library never sees argparse.
+Only the CLI imports this module; the library never sees argparse.
 """
+
 import argparse
 import types
 import typing
 from dataclasses import MISSING, fields
 
-from vaelab.models import FAMILIES, option_fields
-from vaelab.options import flag_name, problem
+from vaelab import options
+from vaelab.options import flag_name, int_tuple, problem, whole_number
+
+# ---- argument types of the flags that are not settings -------------------------------------------
 
 
-# ---- argument types of the flags that are not settings --------------------------------------------------------------------------
+def argument_type(parse, name: str):
+    """`parse` (text -> value, or ValueError saying what was expected) as an argparse type, whose
+    message argparse then prints after the flag's name."""
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text!r}")
-    return value
-
-
-def image_shape(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}")
-    return tuple(int(p) for p in parts)
-
-
-def bounded(low: int, high: int, what: str):
-    """A flag type for a whole number from `low` to `high`; `what` says why the bound is there."""
-    def parse(text: str) -> int:
+    def convert(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number from {low} to {high:,} ({what}), got {text!r}")
-        return value
-    return parse
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = name
+    return convert
 
 
-def port_number(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
-    return int(text)
+positive_int = argument_type(whole_number, "positive_int")
+image_shape = argument_type(options.image_shape, "image_shape")
+port_number = argument_type(options.port_number, "port_number")
+
+
+def bounded(low: int, high: int, why: str):
+    """A flag type for a whole number from `low` to `high`; `why` says why the bound is there."""
+    return argument_type(lambda text: whole_number(text, low, high, why), "bounded")
 
 
 def without_flag(argv: list[str], flag: str) -> list[str]:
@@ -96,16 +85,6 @@ def base_type(tp):
     return tp
 
 
-def int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers such as 32,64, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"expected positive integers such as 32,64, got {text!r}")
-    return values
-
-
 def value_parser(f):
     """text -> the field's value, or argparse.ArgumentTypeError saying what was expected."""
     meta, tp, flag = f.metadata, base_type(f.type), flag_name(f.name, f.metadata)
@@ -127,20 +106,25 @@ def value_parser(f):
             value = convert(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-        message = problem(f.name, value, {k: v for k, v in meta.items() if k != "choices"})  # argparse names a bad choice
+        message = problem(
+            f.name, value, {k: v for k, v in meta.items() if k != "choices"}
+        )  # argparse names a bad choice
         if message:
             raise argparse.ArgumentTypeError(message)
         return value
+
     return parse
 
 
 def many(parse):
     """A flag type for "2,4,8": each part parsed (and checked) by `parse`."""
+
     def parse_list(text: str) -> tuple:
         values = tuple(parse(part.strip()) for part in text.split(","))
         if len(set(values)) != len(values):
             raise argparse.ArgumentTypeError(f"{text!r} repeats a value; give each value once")
         return values
+
     return parse_list
 
 
@@ -161,8 +145,11 @@ def add_fields(parser, cls, *, skip=(), defaults_none: bool = False, lists: bool
         if f.name in skip:
             continue
         shown = f.default if f.default is not MISSING else None
-        kwargs = {"default": None if defaults_none or f.default is MISSING else f.default,
-                  "help": f"{f.metadata.get('help', '')} (default: {show(shown)})", "type": value_parser(f)}
+        kwargs = {
+            "default": None if defaults_none or f.default is MISSING else f.default,
+            "help": f"{f.metadata.get('help', '')} (default: {show(shown)})",
+            "type": value_parser(f),
+        }
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if lists and is_numeric(f):
@@ -179,12 +166,17 @@ def from_args(cls, args: argparse.Namespace, **extra):
 
 # ---- model options: every family's config fields, each flag applying to the models that have it --
 
+
 def model_option_names() -> list[str]:
+    from vaelab.models import FAMILIES, option_fields  # PyTorch: only once a subcommand's flags are built
+
     return sorted({f.name for family in FAMILIES for f in option_fields(family)})
 
 
 def add_model_options(parser: argparse.ArgumentParser, lists: bool = False) -> None:
     """--latent-dim, --hidden-dim, ...: absent means the model's own default."""
+    from vaelab.models import FAMILIES, option_fields
+
     group = parser.add_argument_group("model options (each applies to the models that have it)")
     seen = set()
     for family, (config_cls, *_) in FAMILIES.items():
@@ -198,5 +190,7 @@ def model_options(args) -> dict:
 
 def numeric_names(*classes) -> list[str]:
     """Names of the int and float settings of `classes` and of every model family."""
+    from vaelab.models import FAMILIES
+
     classes = [*classes, *(config_cls for config_cls, *_ in FAMILIES.values())]
     return sorted({f.name for cls in classes for f in fields(cls) if is_numeric(f)})

@@ -1,14 +1,15 @@
 """The report page's content: one section per question the exercises ask, each with its numbers
-and its figures (vaelab/figures.py), and the page around them (vaelab/pages.py).
+and its figures (figures.py), and the page around them (pages.py).
 
 A section is (anchor, title, items); an item is ("html", text) or ("figure", name, Figure or None,
 caption), None for a figure already on disk (the evaluation's).
 """
+
 import html
 
-from vaelab import figures
-from vaelab.pages import figure, page, table
-from vaelab.summary import layer_rows
+from vaelab.models.summary import layer_rows
+from vaelab.report import figures
+from vaelab.report.pages import figure, page, table
 
 
 def sections(run, s, evaluation: dict | None):
@@ -36,17 +37,27 @@ def _html(text: str) -> tuple:
 
 def model_section(run):
     p, c = run.config["params"], run.model.config
-    yield _html(f"<p>{html.escape(run.config['model'])}: {p['encoder'] + p['decoder']:,} parameters, latent size "
-                f"{c.latent_dim}{f', conditional on {c.num_classes} classes' if c.num_classes else ''}.</p>")
+    yield _html(
+        f"<p>{html.escape(run.config['model'])}: {p['encoder'] + p['decoder']:,} parameters, latent size "
+        f"{c.latent_dim}{f', conditional on {c.num_classes} classes' if c.num_classes else ''}.</p>"
+    )
     yield _html(table(("encoder", "decoder", "total"), [(p["encoder"], p["decoder"], p["encoder"] + p["decoder"])]))
     yield _figure("architecture", figures.architecture(run))
-    rows = [(r["part"], r["layer"], r["kind"], "×".join(map(str, r["output_shape"])), r["params"]) for r in layer_rows(run.model)]
-    yield _html(f"<details><summary>every layer</summary>{table(('part', 'layer', 'kind', 'output shape', 'params'), rows)}</details>")
+    rows = [
+        (r["part"], r["layer"], r["kind"], "×".join(map(str, r["output_shape"])), r["params"])
+        for r in layer_rows(run.model)
+    ]
+    yield _html(
+        f"<details><summary>every layer</summary>"
+        f"{table(('part', 'layer', 'kind', 'output shape', 'params'), rows)}</details>"
+    )
     t, cfg = run.config["train"], run.config
     settings = [(k, _setting(v)) for k, v in t.items()] + [
-        ("device used", cfg["device"]), ("created", cfg.get("created", "")),
+        ("device used", cfg["device"]),
+        ("created", cfg.get("created", "")),
         ("command", _command(cfg.get("command"))),
-        ("versions", ", ".join(f"{k} {v}" for k, v in cfg["versions"].items()))]
+        ("versions", ", ".join(f"{k} {v}" for k, v in cfg["versions"].items())),
+    ]
     yield _html(f"<details><summary>every setting</summary>{table(('setting', 'value'), settings)}</details>")
 
 
@@ -87,27 +98,45 @@ def conditional_section(run, s, planar: bool):
 
 
 def _not_evaluated(run) -> tuple:
-    return _html(f"<p>Not measured yet: <code>vaelab evaluate {html.escape(str(run.dir))}</code>, then "
-                 f"<code>vaelab report {html.escape(str(run.dir))}</code> (in Python: <code>run.evaluate()</code>, "
-                 f"<code>run.report()</code>) puts the answers here.</p>")
+    return _html(
+        f"<p>Not measured yet: <code>vaelab evaluate {html.escape(str(run.dir))}</code>, then "
+        f"<code>vaelab report {html.escape(str(run.dir))}</code> (in Python: <code>run.evaluate()</code>, "
+        f"<code>run.report()</code>) puts the answers here.</p>"
+    )
 
 
 def classification_section(run, evaluation):
     shown = (evaluation or {}).get("figures", {})
     if evaluation and "latent_classifiers" in evaluation:
         c = evaluation["latent_classifiers"]
-        yield _html(f"<p>Can the classes be told apart from z alone? Classifiers fitted to the "
-                    f"{c['train_images']:,} training encoder means and scored on the test means:</p>")
-        yield _html(table(("classifier", "test accuracy", "chance"),
-                          [(f"{c['knn']['k']}-nearest neighbours", f"{c['knn']['accuracy']:.1%}", f"{c['chance']:.0%}"),
-                           ("logistic regression", f"{c['logistic']['accuracy']:.1%}", f"{c['chance']:.0%}")]))
+        yield _html(
+            f"<p>Can the classes be told apart from z alone? Classifiers fitted to the "
+            f"{c['train_images']:,} training encoder means and scored on the test means:</p>"
+        )
+        yield _html(
+            table(
+                ("classifier", "test accuracy", "chance"),
+                [
+                    (f"{c['knn']['k']}-nearest neighbours", f"{c['knn']['accuracy']:.1%}", f"{c['chance']:.0%}"),
+                    ("logistic regression", f"{c['logistic']['accuracy']:.1%}", f"{c['chance']:.0%}"),
+                ],
+            )
+        )
     elif evaluation and "cvae_classifier" in evaluation:
         c = evaluation["cvae_classifier"]
-        yield _html(f"<p>The CVAE as a classifier (Bayes rule): the label whose bound on log p(x|c) is highest, "
-                    f"on {c['images']:,} test images:</p>")
-        yield _html(table(("score", "test accuracy", "chance"),
-                          [(f"L_{c['samples_per_label']}", f"{c['iw']['accuracy']:.1%}", f"{c['chance']:.0%}"),
-                           (f"ELBO ({c['samples_per_label']} samples)", f"{c['elbo']['accuracy']:.1%}", f"{c['chance']:.0%}")]))
+        yield _html(
+            f"<p>The CVAE as a classifier (Bayes rule): the label whose bound on log p(x|c) is highest, "
+            f"on {c['images']:,} test images:</p>"
+        )
+        yield _html(
+            table(
+                ("score", "test accuracy", "chance"),
+                [
+                    (f"L_{c['samples_per_label']}", f"{c['iw']['accuracy']:.1%}", f"{c['chance']:.0%}"),
+                    (f"ELBO ({c['samples_per_label']} samples)", f"{c['elbo']['accuracy']:.1%}", f"{c['chance']:.0%}"),
+                ],
+            )
+        )
     else:
         yield _not_evaluated(run)
         return
@@ -121,17 +150,30 @@ def quality_section(run, evaluation):
         yield _not_evaluated(run)
         return
     e, iw, lat = evaluation["elbo"], evaluation["iw"], evaluation["latent"]
-    rows = [("test ELBO, z = encoder mean", f"{e['mean_z']['elbo']:.2f}", f"{e['images']:,} images"),
-            ("test ELBO, z sampled", f"{e['sampled_z']['elbo']:.2f}", f"± {e['sampled_z']['se_images']:.2f} over images"),
-            (f"importance-weighted bound L_{iw['samples']} (Burda et al. 2015)", f"{iw['bound']:.2f}",
-             f"± {iw['bound_se_mc']:.2f} Monte Carlo, ± {iw['bound_se_images']:.2f} over {iw['images']:,} images"),
-            ("active units (Cov of the mean > 0.01)", f"{lat['active_units']} of {lat['latent_dim']}", "")]
+    rows = [
+        ("test ELBO, z = encoder mean", f"{e['mean_z']['elbo']:.2f}", f"{e['images']:,} images"),
+        ("test ELBO, z sampled", f"{e['sampled_z']['elbo']:.2f}", f"± {e['sampled_z']['se_images']:.2f} over images"),
+        (
+            f"importance-weighted bound L_{iw['samples']} (Burda et al. 2015)",
+            f"{iw['bound']:.2f}",
+            f"± {iw['bound_se_mc']:.2f} Monte Carlo, ± {iw['bound_se_images']:.2f} over {iw['images']:,} images",
+        ),
+        ("active units (Cov of the mean > 0.01)", f"{lat['active_units']} of {lat['latent_dim']}", ""),
+    ]
     if "sample_quality" in evaluation:
         q = evaluation["sample_quality"]
-        rows += [("sample Fréchet distance (classifier features)", f"{q['frechet_distance']:.2f}",
-                  f"training images vs test: {q['frechet_train_vs_test']:.2f}"),
-                 ("sample confidence / class balance", f"{q['mean_confidence']:.1%} / {q['balance']:.3f}",
-                  f"classifier test accuracy {q['classifier']['test_accuracy']:.1%}")]
+        rows += [
+            (
+                "sample Fréchet distance (classifier features)",
+                f"{q['frechet_distance']:.2f}",
+                f"training images vs test: {q['frechet_train_vs_test']:.2f}",
+            ),
+            (
+                "sample confidence / class balance",
+                f"{q['mean_confidence']:.1%} / {q['balance']:.3f}",
+                f"classifier test accuracy {q['classifier']['test_accuracy']:.1%}",
+            ),
+        ]
     yield _html(table(("measure", "value", "uncertainty, or what to compare with"), rows))
     if "note" in evaluation:
         yield _html(f"<p>{html.escape(evaluation['note'])}.</p>")
@@ -139,18 +181,21 @@ def quality_section(run, evaluation):
 
 # ---- the page ----------------------------------------------------------------------------------
 
+
 def render_page(run, parts, evaluation) -> str:
     c, last = run.config, run.rows[-1] if run.rows else None
-    headline = (f"test ELBO {last['test_elbo']:.2f} nats after {last['epoch']} epochs" if last else "no epoch finished")
-    body = [f"<h1>vaelab run <code>{html.escape(run.dir.name)}</code></h1>",
-            f"<p>{html.escape(c['model'])} on {html.escape(c['data']['name'])} ({c['data']['train_size']:,} training and "
-            f"{c['data']['test_size']:,} test images): {headline}"
-            f"{'; evaluated ' + html.escape(evaluation.get('created', '')) if evaluation else ''}.</p>",
-            "<nav>" + " · ".join(f"<a href=\"#{key}\">{html.escape(title)}</a>" for key, title, _ in parts) + "</nav>"]
+    headline = f"test ELBO {last['test_elbo']:.2f} nats after {last['epoch']} epochs" if last else "no epoch finished"
+    body = [
+        f"<h1>vaelab run <code>{html.escape(run.dir.name)}</code></h1>",
+        f"<p>{html.escape(c['model'])} on {html.escape(c['data']['name'])} ({c['data']['train_size']:,} training and "
+        f"{c['data']['test_size']:,} test images): {headline}"
+        f"{'; evaluated ' + html.escape(evaluation.get('created', '')) if evaluation else ''}.</p>",
+        "<nav>" + " · ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in parts) + "</nav>",
+    ]
     if run.model.config.latent_dim < 2:
         body.append("<p>With one latent dimension there is no latent scatter or grid (they need two).</p>")
     for key, title, items in parts:
-        body.append(f"<section id=\"{key}\"><h2>{html.escape(title)}</h2>")
+        body.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>')
         for kind, *rest in items:
             body.append(rest[0] if kind == "html" else figure(f"figures/{rest[0]}.png", rest[2], rest[0]))
         body.append("</section>")
@@ -170,8 +215,20 @@ def metrics_html(rows: list[dict]) -> str:
     last = rows[-1]
     times = [r["seconds"] for r in rows]
     keys = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl", "test_elbo")
-    final = table(("after epoch", "train total", "train recon", "train KL", "test total", "test recon",
-                   "test KL", "test ELBO", "seconds per epoch (mean)", "slowest epoch (s)"),
-                  [(last["epoch"], *(float(last[k]) for k in keys), sum(times) / len(times), max(times))])
+    final = table(
+        (
+            "after epoch",
+            "train total",
+            "train recon",
+            "train KL",
+            "test total",
+            "test recon",
+            "test KL",
+            "test ELBO",
+            "seconds per epoch (mean)",
+            "slowest epoch (s)",
+        ),
+        [(last["epoch"], *(float(last[k]) for k in keys), sum(times) / len(times), max(times))],
+    )
     every = table(list(rows[0]), [list(r.values()) for r in rows])
     return final + f"<details><summary>every epoch</summary>{every}</details>"

@@ -1,6 +1,6 @@
 """How the training step runs (`--speed auto|eager|graph|compile`); the maths never changes.
 
-    eager    the step as written in vaelab/training.py (train_step), tensor by tensor
+    eager    the step as written in vaelab/training/loop.py (train_step), tensor by tensor
     graph    CUDA only: the whole step (forward, loss, backward, gradient clipping, Adam with
              capturable=True) captured once in a CUDA graph and replayed; batches are copied into
              its static input buffers. These models are limited by kernel-launch overhead on a
@@ -22,6 +22,7 @@ time per Fashion-MNIST epoch and made epoch times swing by 50% from run to run.
 `--precision bf16` runs forward and loss under bfloat16 autocast (weights, Adam and the loss
 sums stay float32); its effect on the test ELBO is measured in bench/README.md.
 """
+
 import ctypes
 import sys
 from contextlib import nullcontext
@@ -30,16 +31,16 @@ from functools import partial
 
 import torch
 
+from vaelab.config import PRECISIONS, SPEEDS
 from vaelab.errors import VaelabError
 
-SPEEDS = ("auto", "eager", "graph", "compile")
-PRECISIONS = ("fp32", "bf16")
 WARMUP = 3  # eager steps on a side stream before capture
 
 
 @dataclass(frozen=True)
 class Plan:
     """What `auto` (or the user) chose for this run."""
+
     mode: str  # eager | graph | compile
     channels_last: bool
 
@@ -56,10 +57,14 @@ def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 
     if speed not in SPEEDS:
         raise VaelabError(f"--speed is one of {', '.join(SPEEDS)}, not {speed!r}")
     if speed == "graph" and device.type != "cuda":
-        raise VaelabError("--speed graph captures the step in a CUDA graph and needs a CUDA device; "
-                          "on this machine use --speed auto (or eager, compile)")
+        raise VaelabError(
+            "--speed graph captures the step in a CUDA graph and needs a CUDA device; "
+            "on this machine use --speed auto (or eager, compile)"
+        )
     if speed == "graph" and world > 1:
-        raise VaelabError("--speed graph runs on one process; with several processes use --speed auto (eager under DDP)")
+        raise VaelabError(
+            "--speed graph runs on one process; with several processes use --speed auto (eager under DDP)"
+        )
     if speed == "auto":
         if device.type == "cuda":
             return Plan("graph" if world == 1 else "eager", False)
@@ -99,8 +104,9 @@ def capturable(p: Plan) -> bool:
 
 
 class Stepper:
-    """Calls `step(model, optimizer, x, y, eps, beta, autocast=...)` the way the plan says;
-    returns its [3] loss tensor. One object per run: a captured graph is replayed every epoch."""
+    """Calls `step(model, optimizer, inputs, beta, autocast=...)` the way the plan says, where
+    `inputs` is a tuple of the batch's tensors (images, labels, noise), and returns the step's
+    loss-terms tensor. One object per run: a captured graph is replayed every epoch."""
 
     def __init__(self, step, p: Plan, model, optimizer, precision: str = "fp32"):
         if precision not in PRECISIONS:
@@ -112,52 +118,57 @@ class Stepper:
             self.model = torch.compile(model)  # eager, so a changing lr or beta never recompiles
         self.done, self.graph, self.static = 0, None, None
 
-    def __call__(self, x, y, eps, beta: float, steady: bool = True) -> torch.Tensor:
+    def __call__(self, inputs: tuple, beta: float, steady: bool = True) -> torch.Tensor:
         """One step; `steady` says the learning rate stays as it is from now on (a graph bakes it in)."""
         if self.plan.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
         if self.plan.mode != "graph":
-            return self.step(self.model, self.optimizer, x, y, eps, beta)
+            return self.step(self.model, self.optimizer, inputs, beta)
         if self.graph is not None:
-            return self.replay(x, y, eps, beta)
+            return self.replay(inputs, beta)
         if self.done < WARMUP or not steady:
             self.done += 1
-            return self.side_stream_step(x, y, eps, beta)
+            return self.side_stream_step(inputs, beta)
         try:
-            return self.capture(x, y, eps, beta)
+            return self.capture(inputs, beta)
         except Exception as e:  # anything capture cannot handle: carry on eagerly
             torch.cuda.synchronize(self.device)
-            print(f"note: CUDA graph capture failed ({type(e).__name__}: {e}); training goes on in eager mode",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: CUDA graph capture failed ({type(e).__name__}: {e}); training goes on in eager mode",
+                file=sys.stderr,
+                flush=True,
+            )
             self.plan = Plan("eager", False)
-            return self.step(self.model, self.optimizer, x, y, eps, beta)
+            return self.step(self.model, self.optimizer, inputs, beta)
 
-    def side_stream_step(self, x, y, eps, beta):
+    def side_stream_step(self, inputs: tuple, beta):
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
-            loss = self.step(self.model, self.optimizer, x, y, eps, torch.tensor(beta, device=self.device))
+            loss = self.step(self.model, self.optimizer, inputs, torch.tensor(beta, device=self.device))
         torch.cuda.current_stream(self.device).wait_stream(stream)
         return loss
 
-    def capture(self, x, y, eps, beta):
+    def capture(self, inputs: tuple, beta):
         """Record one step on static buffers, then replay it for this batch."""
-        self.static = {"x": x.clone(), "y": y.clone(), "eps": eps.clone(),
-                       "beta": torch.tensor(beta, device=self.device)}
+        self.static = {
+            "inputs": tuple(None if t is None else t.clone() for t in inputs),
+            "beta": torch.tensor(beta, device=self.device),
+        }
         s = self.static
         graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated in the graph's pool
         with torch.cuda.graph(graph):
-            s["loss"] = self.step(self.model, self.optimizer, s["x"], s["y"], s["eps"], s["beta"])
+            s["loss"] = self.step(self.model, self.optimizer, s["inputs"], s["beta"])
         self.graph = graph
         graph.replay()  # capture only records: this runs the batch's step
         return s["loss"].clone()
 
-    def replay(self, x, y, eps, beta):
+    def replay(self, inputs: tuple, beta):
         s = self.static
-        s["x"].copy_(x)
-        s["y"].copy_(y)
-        s["eps"].copy_(eps)
+        for buffer, t in zip(s["inputs"], inputs, strict=True):
+            if buffer is not None:
+                buffer.copy_(t)
         s["beta"].fill_(beta)
         self.graph.replay()
         return s["loss"].clone()  # the next replay overwrites the buffer

@@ -2,15 +2,18 @@
 (vaelab.Run) returns from its figure methods. The same function makes both, so they agree.
 
 Each function takes an opened run (vaelab.runs.Run) and what it needs of the report's settings, and
-returns (Figure, caption); the caption says how the figure was made. Drawing is vaelab/plots.py's
-job, the latent space vaelab/latent.py's; this module chooses what to draw.
+returns (Figure, caption); the caption says how the figure was made. This module chooses what to
+draw and runs the model (through vaelab/latent.py); drawing the arrays is plots.py's job.
 """
+
 import numpy as np
 import torch
 
-from vaelab import latent, plots
+from vaelab import latent, runs
 from vaelab.images import read_png, tile
-from vaelab.summary import layer_rows
+from vaelab.losses import NATS, TERM_TITLES
+from vaelab.models.summary import layer_rows
+from vaelab.report import plots
 
 MAX_EPOCH_ROWS = 20  # the reconstructions figure shows at most this many epochs, evenly spaced
 COLLAPSED = 0.05  # a data range narrower than this, in prior standard deviations, is collapsed
@@ -19,56 +22,63 @@ CANDIDATES = 100  # codes drawn per class for the per-class grid, of which it sh
 
 # ---- the data and training ---------------------------------------------------------------------
 
+
 def examples(run):
     d = run.data
-    return (plots.class_examples(d.train_x, d.train_y, d.classes),
-            f"The first training image of each class of {d.name}, titled with its class name.")
+    return (
+        plots.class_examples(d.train_x, d.train_y, d.classes),
+        f"The first training image of each class of {d.name}, titled with its class name.",
+    )
 
 
 def curves(run):
-    t = run.config["train"]
-    if t.get("objective") == "mmd":
-        how = (f"total = reconstruction + {t['mmd_weight']:g}·MMD, the InfoVAE objective this run minimised; "
-               f"the KL is shown to watch, it is not in the total")
-    else:
-        how = f"total = reconstruction + {t['beta']:g}·KL" + (" (the negative ELBO)" if t["beta"] == 1 else "")
-    return (plots.training_curves(run.rows),
-            f"Loss per epoch in nats per image: train is the mean over the epoch's batches, test is the whole "
-            f"test split with z sampled as in training; {how}.")
+    objective = run.objective
+    panels = [(k, TERM_TITLES[k], "nats per image" if k in NATS else "") for k in objective.terms]
+    return (
+        plots.training_curves(run.rows, panels),
+        f"Loss per epoch in nats per image: train is the mean over the epoch's batches, test is the whole "
+        f"test split with z sampled as in training; {objective.caption}.",
+    )
 
 
 def seconds(run):
     t = run.config["train"]
-    images = -(-run.config["data"]["train_size"] // t["batch_size"]) * t["batch_size"]  # whole batches (training.py)
+    images = -(-run.config["data"]["train_size"] // t["batch_size"]) * t["batch_size"]  # whole batches (the loop's)
     times = [r["seconds"] for r in run.rows]
-    return (plots.epoch_seconds(run.rows, images),
-            f"Seconds per epoch on {run.config['device']}: training {images:,} images (the last batch made up "
-            f"with the epoch's first images) and evaluating the test split; from {min(times):.1f} to {max(times):.1f} s, mean "
-            f"{sum(times) / len(times):.1f} s.")
+    return (
+        plots.epoch_seconds(run.rows, images),
+        f"Seconds per epoch on {run.config['device']}: training {images:,} images (the last batch made up "
+        f"with the epoch's first images) and evaluating the test split; from {min(times):.1f} to "
+        f"{max(times):.1f} s, mean {run.seconds_per_epoch:.1f} s.",
+    )
 
 
 def reconstructions(run):
     """None when the run has no recon/epoch_*.png yet."""
-    from vaelab import runs
     found = runs.reconstruction_epochs(run.dir)
     if not found:
         return None
     keep = np.unique(np.linspace(0, len(found) - 1, min(len(found), MAX_EPOCH_ROWS)).round().astype(int))
     epochs = [found[i][0] for i in keep]
     which = "each epoch" if len(keep) == len(found) else f"{len(keep)} of the {len(found)} epochs, evenly spaced"
-    return (plots.reconstruction_epochs([read_png(found[i][1]) for i in keep], epochs),
-            f"The same test images (top row) and their reconstructions from the encoder mean after {which} "
-            f"(one row each, epoch {epochs[0]} first), from recon/epoch_*.png.")
+    return (
+        plots.reconstruction_epochs([read_png(found[i][1]) for i in keep], epochs),
+        f"The same test images (top row) and their reconstructions from the encoder mean after {which} "
+        f"(one row each, epoch {epochs[0]} first), from recon/epoch_*.png.",
+    )
 
 
 def architecture(run):
     c = run.model.config
-    return (plots.architecture_diagram(layer_rows(run.model), c.input_shape, c.latent_dim, c.num_classes),
-            "Encoder and decoder layers in call order, each with its output shape and parameter count (from a "
-            "forward pass of one zero input); layers side by side read the same input.")
+    return (
+        plots.architecture_diagram(layer_rows(run.model), c.input_shape, c.latent_dim, c.num_classes),
+        "Encoder and decoder layers in call order, each with its output shape and parameter count (from a "
+        "forward pass of one zero input); layers side by side read the same input.",
+    )
 
 
 # ---- the latent space ------------------------------------------------------------------------------
+
 
 def scatter(run, z: str = "mean", split: str = "test", projection: str = "pca", seed: int = 0):
     """The codes of (at most) 5,000 images of `split`: encoder means, or one reparameterised sample each."""
@@ -85,11 +95,21 @@ def scatter(run, z: str = "mean", split: str = "test", projection: str = "pca", 
     what = "Encoder means" if z == "mean" else f"Reparameterised samples z = μ + ε·σ (seed {seed})"
     which = f"all {n:,} {split} images" if n == total else f"{n:,} random {split} images (of {total:,}, seed {seed})"
     plane = latent.latent_plane(run.mu)  # the plane of the test means, whichever images are shown
-    axes = (f"a t-SNE embedding of the {mu.shape[1]}-D codes (no units)" if projection == "tsne" and mu.shape[1] > 2
-            else plane.about)
-    circles = "" if projection == "tsne" and mu.shape[1] > 2 else "; dashed: the prior N(0, I)'s 1- and 2-σ circles"
-    return (plots.latent_scatter(codes, labels, d.classes, plane, z, projection, n, seed, split),
-            f"{what} of {which}, coloured by class; axes: {axes}{circles}.")
+    axes = (
+        f"a t-SNE embedding of the {mu.shape[1]}-D codes (no units)"
+        if projection == "tsne" and mu.shape[1] > 2
+        else plane.about
+    )
+    tsne = projection == "tsne" and mu.shape[1] > 2
+    circles = "" if tsne else "; dashed: the prior N(0, I)'s 1- and 2-σ circles"
+    pick = latent.scatter_subset(len(codes), n, seed)
+    pick = pick[np.random.default_rng(seed).permutation(len(pick))]  # drawn in random order: no class on top
+    points, names = latent.project(codes[pick], plane, projection)
+    title = f"z of {len(pick):,} {split} images: {'encoder means' if z == 'mean' else 'reparameterised samples'}"
+    return (
+        plots.latent_scatter(points, labels[pick], d.classes, names, title, circles=not tsne),
+        f"{what} of {which}, coloured by class; axes: {axes}{circles}.",
+    )
 
 
 def grid_bounds(run, range_: str = "data", scale: float = 3.0, trim: float = 0.0):
@@ -98,15 +118,19 @@ def grid_bounds(run, range_: str = "data", scale: float = 3.0, trim: float = 0.0
     return plane, latent.latent_range(plane.coords(run.mu), range_, scale, trim)
 
 
-def manifold(run, grid: int = 15, label: int | None = None, range_: str = "data", scale: float = 3.0,
-             trim: float = 0.0):
+def manifold(
+    run, grid: int = 15, label: int | None = None, range_: str = "data", scale: float = 3.0, trim: float = 0.0
+):
     """Figure 4 (a VAE) or 6 (a CVAE, with `label`)."""
     plane, bounds = grid_bounds(run, range_, scale, trim)
     with_label = "" if label is None else f" with label {run.data.classes[label]}"
     tiles = latent.decode_grid(run.model, plane, bounds, grid, label)
-    return (plots.manifold_grid(tiles, bounds, grid, plane, f"{grid}×{grid} decoded z{with_label}"),
-            f"Images decoded{with_label} from a {grid}×{grid} grid of z (the ticks give its values) in "
-            f"{plane.about}, {_range_note(run, range_, scale, trim, bounds)}.")
+    xs, ys = latent.grid_values(bounds, grid)
+    return (
+        plots.manifold_grid(tiles, xs, ys, plane.names, f"{grid}×{grid} decoded z{with_label}"),
+        f"Images decoded{with_label} from a {grid}×{grid} grid of z (the ticks give its values) in "
+        f"{plane.about}, {_range_note(run, range_, scale, trim, bounds)}.",
+    )
 
 
 def _range_note(run, range_: str, scale: float, trim: float, bounds) -> str:
@@ -116,34 +140,48 @@ def _range_note(run, range_: str, scale: float, trim: float, bounds) -> str:
     which = "min/max" if trim == 0 else f"percentiles {trim:g} to {100 - trim:g}"
     note = f"over the {which} of the {len(run.mu):,} test encoder means, where the data's codes lie ({span})"
     if min(bounds[:, 1] - bounds[:, 0]) < COLLAPSED:
-        note += (": the codes barely move with the image (posterior collapse, KL near 0), so the grid "
-                 "looks uniform; vaelab report --range scale shows the decoder over the prior instead")
+        note += (
+            ": the codes barely move with the image (posterior collapse, KL near 0), so the grid "
+            "looks uniform; vaelab report --range scale shows the decoder over the prior instead"
+        )
     return note
 
 
 def origin(run, label: int | None = None):
     with_label = "" if label is None else f" with label {run.data.classes[label]}"
-    return plots.origin_image(run.model, label), f"The image decoded at z = 0, the prior's mean{with_label}."
+    image = latent.decode(run.model, np.zeros((1, run.model.config.latent_dim)), label)
+    title = "z = 0" + (f", label {label}" if label is not None else "")
+    return plots.origin_image(image, title), f"The image decoded at z = 0, the prior's mean{with_label}."
 
 
 def origins(run):
     """A CVAE's image at z = 0 under every label, one strip."""
     k = run.model.config.num_classes
     images = latent.decode(run.model, np.zeros((k, run.model.config.latent_dim)), np.arange(k))
-    return (plots.labelled_columns(images, run.data.classes, title="label"),
-            "The image decoded at z = 0, the prior's mean, under each label: what the decoder draws for a "
-            "class when the code says nothing in particular.")
+    return (
+        plots.labelled_columns(images, run.data.classes, title="label"),
+        "The image decoded at z = 0, the prior's mean, under each label: what the decoder draws for a "
+        "class when the code says nothing in particular.",
+    )
 
 
 # ---- generation ------------------------------------------------------------------------------------
 
+
 def samples(run, n: int = 100, seed: int = 0, label: int | None = None):
     per_row = int(np.ceil(np.sqrt(n)))
     images = latent.samples(run.model, n, seed, label)
-    which = (f" with label {run.data.classes[label]}" if label is not None else
-             ", labels 0, 1, 2, ... in turn" if run.conditional else "")
-    return (plots.image_figure(tile(images, per_row), f"{n} samples, z ~ N(0, I)"),
-            f"{n} images the model generates: decoder means at z ~ N(0, I) (seed {seed}){which}.")
+    which = (
+        f" with label {run.data.classes[label]}"
+        if label is not None
+        else ", labels 0, 1, 2, ... in turn"
+        if run.conditional
+        else ""
+    )
+    return (
+        plots.image_figure(tile(images, per_row), f"{n} samples, z ~ N(0, I)"),
+        f"{n} images the model generates: decoder means at z ~ N(0, I) (seed {seed}){which}.",
+    )
 
 
 def classifier_for(run):
@@ -151,14 +189,16 @@ def classifier_for(run):
     data without labels."""
     if not run.data.labelled or run.data.num_classes < 2:
         return None
-    from vaelab.quality import get_classifier
+    from vaelab.evaluation import get_classifier
+
     classifier, info = get_classifier(run.data)
     return classifier, info["test_accuracy"]
 
 
 def recognised(checker, images: torch.Tensor) -> np.ndarray:
     """The class vaelab's classifier sees in each image."""
-    from vaelab.quality import predict
+    from vaelab.evaluation import predict
+
     return predict(checker[0], images)[1].argmax(1)
 
 
@@ -175,20 +215,29 @@ def class_grid(run, per_class: int = 5, seed: int = 0):
             seen = recognised(checker, latent.decode(run.model, z, y))
             notes = [f"{(seen[y == c] == c).sum()}/{per_class}" for c in range(k)]
             how = f"recognised as their row: {(seen == y).sum()} of {len(y)}"
-        caption = (f"{per_class} samples per class: {per_class} z ~ N(0, I) (seed {seed}) decoded with each row's "
-                   f"label, the same z in every row, so a column keeps its style while the label changes.")
+        caption = (
+            f"{per_class} samples per class: {per_class} z ~ N(0, I) (seed {seed}) decoded with each row's "
+            f"label, the same z in every row, so a column keeps its style while the label changes."
+        )
     else:
         z, y, notes, right = _class_codes_recognised(run, per_class, seed, checker)
         how = f"recognised as their row: {right} of {len(y)}" if checker else None
-        caption = (f"{per_class} samples per class, from where the class lives in z: z ~ q(z|x) of a random test "
-                   f"image of the class ({CANDIDATES} draws per class, seed {seed})"
-                   + (", keeping draws that vaelab's classifier recognises as the class, and when fewer than "
-                      f"{per_class} are, draws around any test image that it recognises so. At the right: tiles "
-                      "recognised / shown, and the share of the class's own draws recognised: how much of its "
-                      "region of z a class holds." if checker else "; the data has no labels to check them against."))
+        caption = (
+            f"{per_class} samples per class, from where the class lives in z: z ~ q(z|x) of a random test "
+            f"image of the class ({CANDIDATES} draws per class, seed {seed})"
+            + (
+                ", keeping draws that vaelab's classifier recognises as the class, and when fewer than "
+                f"{per_class} are, draws around any test image that it recognises so. At the right: tiles "
+                "recognised / shown, and the share of the class's own draws recognised: how much of its "
+                "region of z a class holds."
+                if checker
+                else "; the data has no labels to check them against."
+            )
+        )
     if checker:
         caption += f" The classifier reaches {checker[1]:.1%} on the test images."
-    return plots.class_grid(run.model, z, y, d.classes, notes, how or ""), caption
+    images = torch.cat([latent.decode(run.model, z[y == c], c) for c in range(k)])
+    return plots.class_grid(images, d.classes, notes, how or ""), caption
 
 
 def _class_codes_recognised(run, per_class: int, seed: int, checker):
@@ -204,7 +253,9 @@ def _class_codes_recognised(run, per_class: int, seed: int, checker):
     zs, notes, right = [], [], 0
     for c in range(k):
         seen = recognised(checker, latent.decode(run.model, own[c]))
-        ranked = np.r_[np.flatnonzero(seen == c), np.flatnonzero(seen_pool == c) + CANDIDATES, np.flatnonzero(seen != c)]
+        ranked = np.r_[
+            np.flatnonzero(seen == c), np.flatnonzero(seen_pool == c) + CANDIDATES, np.flatnonzero(seen != c)
+        ]
         zs.append(np.concatenate([own[c], pool])[ranked[:per_class]])
         shown = min(per_class, int((seen == c).sum() + (seen_pool == c).sum()))
         right += shown
@@ -214,19 +265,26 @@ def _class_codes_recognised(run, per_class: int, seed: int, checker):
 
 def walks(run, pairs=((1, 7), (4, 9), (3, 8)), steps: int = 10):
     d = run.data
-    how = ("; the CVAE's label moves with z, from A's one-hot label to B's (a mix of the two in between)"
-           if run.conditional else "")
-    return (plots.interpolation_walks(run.model, d.test_x, d.test_y, pairs, d.classes, steps),
-            f"Images decoded at {steps} evenly spaced points on the straight line in z between the encoder means "
-            f"of the first test image of class A and of class B (those two images at the ends){how}.")
+    how = (
+        "; the CVAE's label moves with z, from A's one-hot label to B's (a mix of the two in between)"
+        if run.conditional
+        else ""
+    )
+    strips = [latent.walk(run.model, d.test_x, d.test_y, a, b, steps) for a, b in pairs]
+    return (
+        plots.interpolation_walks(strips, [f"{d.classes[a]} → {d.classes[b]}" for a, b in pairs]),
+        f"Images decoded at {steps} evenly spaced points on the straight line in z between the encoder means "
+        f"of the first test image of class A and of class B (those two images at the ends){how}.",
+    )
 
 
 def label_swap(run):
     """A CVAE's label swap: each class's first test image, then its z under every label."""
     d = run.data
     images = latent.label_swap(run.model, d.test_x, d.test_y)
-    return (plots.labelled_columns(images, ["input", *d.classes], [f"a {c}" for c in d.classes],
-                                   "decoded with label →"),
-            f"Change the label, keep the style: the first test image of each class (first column), then its "
-            f"code (the encoder mean, encoded with its own label) decoded under each label {d.classes[0]} to "
-            f"{d.classes[-1]} (columns): the style stays, the class changes.")
+    return (
+        plots.labelled_columns(images, ["input", *d.classes], [f"a {c}" for c in d.classes], "decoded with label →"),
+        f"Change the label, keep the style: the first test image of each class (first column), then its "
+        f"code (the encoder mean, encoded with its own label) decoded under each label {d.classes[0]} to "
+        f"{d.classes[-1]} (columns): the style stays, the class changes.",
+    )

@@ -1,11 +1,12 @@
 """Stopping training cleanly: SIGINT/SIGTERM become a flag the loop reads after each step, so the
 step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status."""
+
 import signal
 import threading
 
-from vaelab import distributed
-from vaelab.distributed import Ranks
 from vaelab.errors import VaelabError
+from vaelab.training import distributed
+from vaelab.training.distributed import Ranks
 
 
 class Interrupted(VaelabError):

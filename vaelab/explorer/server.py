@@ -9,6 +9,7 @@ arrive within HEAD_SECONDS of the connection (or of the previous response); at m
 MAX_CONNECTIONS are open at once. Every response forbids framing and content sniffing.
 A request that fails gets HTTP 4xx with {"detail": ..., "field": ...}, as the API's own checks.
 """
+
 import asyncio
 import ipaddress
 import json
@@ -16,15 +17,19 @@ import socket
 
 from vaelab.errors import VaelabError
 
-MAX_BODY = 1 << 20   # bytes of a request body; a 3x32x32 image as JSON is well under 100 kB
-MAX_DEPTH = 8        # nesting of a request's JSON: an image is 4 levels deep
+MAX_BODY = 1 << 20  # bytes of a request body; a 3x32x32 image as JSON is well under 100 kB
+MAX_DEPTH = 8  # nesting of a request's JSON: an image is 4 levels deep
 HEAD_SECONDS = 10.0  # a connection must send its request head within this time
 BODY_SECONDS = 10.0  # ... and its body within this time
 MAX_CONNECTIONS = 64  # open connections; more are closed at once
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-SAFE_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-origin"),
-                (b"content-security-policy", b"frame-ancestors 'none'")]
+SAFE_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+]
 
 
 class BadField(Exception):
@@ -51,10 +56,13 @@ class Guard:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *SAFE_HEADERS]}
             await send(message)
+
         if problem:
             from starlette.responses import JSONResponse
-            response = JSONResponse({"detail": f"{field}: {problem}", "field": field},
-                                    status_code=403 if field == "origin" else 400)
+
+            response = JSONResponse(
+                {"detail": f"{field}: {problem}", "field": field}, status_code=403 if field == "origin" else 400
+            )
             return await response(scope, receive, send_safely)
         await self.app(scope, receive, send_safely)
 
@@ -64,8 +72,10 @@ class Guard:
             return "", None
         allowed = self.hosts | ({server[0].lower()} if server else set())
         if host_name(headers.get("host", "")) not in allowed:
-            return "host", (f"{headers.get('host', '')!r} is not this explorer's address; open it as "
-                            f"http://localhost:PORT/ or by the address it printed")
+            return "host", (
+                f"{headers.get('host', '')!r} is not this explorer's address; open it as "
+                f"http://localhost:PORT/ or by the address it printed"
+            )
         origin = headers.get("origin")
         if origin is not None and host_name(origin.split("://", 1)[-1].split("/", 1)[0]) not in allowed:
             return "origin", f"{origin!r} is another site; the explorer answers its own page only"
@@ -76,7 +86,7 @@ def host_name(value: str) -> str:
     """The host part of a Host header ("localhost:8000" -> "localhost", "[::1]:80" -> "::1")."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
+        return value[1 : value.find("]")] if "]" in value else value
     return (value.rsplit(":", 1)[0] if value.count(":") == 1 else value).rstrip(".")
 
 
@@ -92,7 +102,7 @@ async def read_body(request):
         raise BadField("content-type", f"must be application/json, got {kind or 'none'!r}", 415)
     try:
         raw = await asyncio.wait_for(read_capped(request), BODY_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise BadField("body", f"did not arrive within {BODY_SECONDS:g} s", 408) from None
     try:
         body = json.loads(raw)
@@ -182,6 +192,7 @@ def guarded_protocol():
                 self.timer.cancel()
             if not self.refused:
                 super().connection_lost(exc)
+
     return Guarded
 
 
@@ -189,8 +200,9 @@ def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket. Its protocol is set to TCP explicitly: asyncio then turns Nagle's
     algorithm off per connection, which otherwise holds each small response back by ~40 ms."""
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                           flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as e:
         raise VaelabError(f"cannot listen on {host}:{port} ({e.strerror or e}); check --host") from None
@@ -200,8 +212,9 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen()
     except OSError as e:
         sock.close()
-        raise VaelabError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
-                          f"pick another --port or --host") from None
+        raise VaelabError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or --host"
+        ) from None
     return sock
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, storage_error
-from vaelab.lock import RunLock
+from vaelab.runs.lock import RunLock
 
 STAGE = ".commit"
 MANIFEST = "files.json"

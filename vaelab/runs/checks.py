@@ -4,7 +4,7 @@ A run folder may come from anywhere (a download, a shared disk, a hand edit), so
 from it reaches a model, an optimizer or a random generator unchecked: every tensor's name, shape,
 dtype and values, every config field's type and range, every metrics row and the checkpoint's
 position. A failed check raises CheckpointError or VaelabError naming the file, the field and
-the fix. vaelab/runs.py calls these where it reads each file.
+the fix. vaelab/runs/folder.py and weights.py call these where it reads each file.
 """
 import json
 import math
@@ -21,6 +21,7 @@ from vaelab.options import MAX_CLASSES
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch.optim.Adam keeps per parameter
 NUMBERS = ("train_", "test_", "seconds", "images_per_second")  # metrics columns that hold numbers
 RESTORE = "restore the file from a copy, or train the run again"
+WORDS = {3: "three", 4: "four"}
 
 
 # ---- config.json ---------------------------------------------------------------------------------
@@ -201,18 +202,19 @@ def check_rng(rng: dict, path: Path) -> None:
             raise CheckpointError(f"{path}: rng.{name} is not a generator state ({e}); {RESTORE}") from None
 
 
-def check_position(position, steps: int, epochs: int, path: Path) -> str:
+def check_position(position, steps: int, epochs: int, terms: int, path: Path) -> str:
     """Where a checkpoint stands ("end of epoch 3", "epoch 4, step 17"), once its position is one
-    training can be at (epochs done, steps done in the next epoch below `steps`, three finite partial
-    sums, seconds >= 0) and not past the run's `epochs`."""
+    training can be at (epochs done, steps done in the next epoch below `steps`, finite partial sums,
+    `terms` of them inside an epoch, seconds >= 0) and not past the run's `epochs`."""
+    sums = position.get("sums") if isinstance(position, dict) else None
     ok = (isinstance(position, dict) and type(position.get("epoch")) is int and position["epoch"] >= 0
           and type(position.get("step")) is int and 0 <= position["step"] < steps
-          and isinstance(position.get("sums"), list) and len(position["sums"]) == 3
-          and all(type(v) in (int, float) and math.isfinite(v) for v in position["sums"])
+          and isinstance(sums, list) and len(sums) in ((terms,) if position["step"] else (3, terms))
+          and all(type(v) in (int, float) and math.isfinite(v) for v in sums)
           and type(position.get("seconds")) in (int, float) and 0 <= position["seconds"] < math.inf)
     if not ok:
         raise CheckpointError(f"{path}: its position {position!r} is not one training can be at (epochs done, "
-                              f"step from 0 to {steps - 1}, three finite sums, seconds >= 0): the file was "
+                              f"step from 0 to {steps - 1}, {WORDS.get(terms, terms)} finite sums, seconds >= 0): the file was "
                               f"edited or damaged; {RESTORE}")
     epoch, step = position["epoch"], position["step"]
     if epoch + (step > 0) > epochs:

@@ -8,6 +8,7 @@ also draws the same N(0, I) noise for the whole global batch and keeps its rows,
 follow the same maths as one process on the same global batches (up to float summation order).
 Rank 0 alone writes the run folder and shows progress.
 """
+
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vaelab.device import launched
 from vaelab.errors import VaelabError
 
 
@@ -28,16 +30,6 @@ class Ranks:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def launched() -> bool:
-    """True inside a process that torchrun started."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def env_rank() -> int:
-    """This process's rank as the launcher set it (0 when not launched), before `setup`."""
-    return int(os.environ.get("RANK", "0")) if launched() else 0
 
 
 def setup(device: torch.device) -> tuple[Ranks, torch.device]:
@@ -58,8 +50,10 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
 
 def check_batch(batch_size: int, ranks: Ranks) -> None:
     if batch_size % ranks.world:
-        raise VaelabError(f"--batch-size {batch_size} is the global batch and must divide by the "
-                          f"{ranks.world} processes; use e.g. {batch_size // ranks.world * ranks.world or ranks.world}")
+        raise VaelabError(
+            f"--batch-size {batch_size} is the global batch and must divide by the "
+            f"{ranks.world} processes; use e.g. {batch_size // ranks.world * ranks.world or ranks.world}"
+        )
 
 
 def sum_all(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -93,7 +87,9 @@ def wrap(model: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
     if ranks.world == 1:
         return model
     device = next(model.parameters()).device
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def teardown() -> None:
@@ -109,8 +105,17 @@ def launch(nproc: int, argv: list[str]) -> int:
     with their status. Should this process die without a word (kill -9), the kernel sends the
     launcher SIGTERM (Linux), and each worker gets SIGTERM when the launcher dies, so no worker
     goes on writing the run folder alone."""
-    command = [sys.executable, "-m", "vaelab.distributed", "--nproc-per-node", str(nproc),
-               "--standalone", "-m", "vaelab", *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "vaelab.training.distributed",
+        "--nproc-per-node",
+        str(nproc),
+        "--standalone",
+        "-m",
+        "vaelab",
+        *argv,
+    ]
     child = subprocess.Popen(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -127,6 +132,7 @@ def die_with_parent(signum: int) -> None:
     if sys.platform != "linux":
         return
     import ctypes
+
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -139,6 +145,7 @@ def torchrun(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main
+
     try:
         main(argv)
     except SignalException as e:  # the launcher was asked to stop; the workers have stopped
@@ -146,8 +153,11 @@ def torchrun(argv: list[str]) -> int:
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         if failure.exitcode < 0:
-            print(f"vaelab: error: the process of rank {rank} ended: {failure.message}; the launcher stopped "
-                  f"the others. Continue from the last checkpoint with vaelab train --resume RUN", file=sys.stderr)
+            print(
+                f"vaelab: error: the process of rank {rank} ended: {failure.message}; the launcher stopped "
+                f"the others. Continue from the last checkpoint with vaelab train --resume RUN",
+                file=sys.stderr,
+            )
         return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
     return 0
 

@@ -1,11 +1,12 @@
 """Figures of several runs and of numbers: runs side by side (figure 9 of the exercises), the
-evaluation's confusion matrices and the sweep's trade-off. Built like vaelab/plots.py's: plain
+evaluation's confusion matrices and the sweep's trade-off. Built like plots.py's: plain
 matplotlib Figures that show themselves in Jupyter.
 """
+
 import numpy as np
 from matplotlib.patches import Circle
 
-from vaelab.plots import Figure, class_colours, manifold_axes, new_figure, no_ticks, show_image
+from vaelab.report.plots import Figure, class_colours, manifold_axes, new_figure, no_ticks, show_image
 
 TITLE = 10  # points: titles stay readable when a page shrinks the figure
 
@@ -13,7 +14,9 @@ TITLE = 10  # points: titles stay readable when a page shrinks the figure
 def compare_curves(runs: dict[str, list[dict]]) -> Figure:
     """Model comparison: each run's test total / reconstruction / KL per epoch, overlaid."""
     fig = new_figure(11, 3.4)
-    for i, (key, title) in enumerate((("total", "test total loss"), ("recon", "test reconstruction"), ("kl", "test KL"))):
+    for i, (key, title) in enumerate(
+        (("total", "test total loss"), ("recon", "test reconstruction"), ("kl", "test KL"))
+    ):
         ax = fig.add_subplot(1, 3, i + 1)
         for name, rows in runs.items():
             ax.plot([r["epoch"] for r in rows], [r[f"test_{key}"] for r in rows], marker="o", ms=3, label=name)
@@ -35,10 +38,10 @@ def side_by_side(images: dict[str, np.ndarray]) -> Figure:
 
 def manifold_panels(runs: dict[str, tuple]) -> Figure:
     """Model comparison: each run's manifold grid, ticked with its z values.
-    runs: name -> (tiles, bounds, n, plane), as vaelab.latent makes them."""
+    runs: name -> (tiles, xs, ys, axis names), as plots.manifold_grid takes them."""
     fig = new_figure(4.4 * len(runs), 4.6)
-    for i, (name, (tiles, bounds, n, plane)) in enumerate(runs.items()):
-        manifold_axes(fig.add_subplot(1, len(runs), i + 1), tiles, bounds, n, plane, name, fontsize=7)
+    for i, (name, (tiles, xs, ys, names)) in enumerate(runs.items()):
+        manifold_axes(fig.add_subplot(1, len(runs), i + 1), tiles, xs, ys, names, name, fontsize=7)
         fig.axes[-1].title.set_fontsize(TITLE)
     return fig
 
@@ -51,8 +54,17 @@ def scatter_panels(runs: dict[str, tuple], classes) -> Figure:
     k = len(classes)
     for i, (name, (points, labels, names)) in enumerate(runs.items()):
         ax = fig.add_subplot(1, len(runs), i + 1)
-        dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=class_colours(k), vmin=-0.5, vmax=k - 0.5,
-                          s=2, alpha=0.7, linewidths=0)
+        dots = ax.scatter(
+            points[:, 0],
+            points[:, 1],
+            c=labels,
+            cmap=class_colours(k),
+            vmin=-0.5,
+            vmax=k - 0.5,
+            s=2,
+            alpha=0.7,
+            linewidths=0,
+        )
         for r in (1, 2):
             ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.8, color="black"))
         ax.set_aspect("equal", adjustable="datalim")
@@ -72,7 +84,9 @@ def confusion_figure(matrices: dict, classes):
         share = m / np.maximum(m.sum(1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (r, c), count in np.ndenumerate(m):
-            ax.text(c, r, str(count), ha="center", va="center", fontsize=6, color="white" if share[r, c] > 0.5 else "black")
+            ax.text(
+                c, r, str(count), ha="center", va="center", fontsize=6, color="white" if share[r, c] > 0.5 else "black"
+            )
         ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
         ax.set(title=title, xlabel="predicted", ylabel="true")
@@ -83,7 +97,11 @@ def sweep_figure(name: str, rows: list[dict], title: str = "") -> Figure:
     """The sweep: test reconstruction, KL and -ELBO (and -L_K when measured) against the value
     of the swept setting `name` (rows of vaelab.sweeps)."""
     x = [r["value"] for r in rows]
-    panels = [("test reconstruction (nats)", "test_recon"), ("test KL (nats)", "test_kl"), ("-ELBO (nats)", "test_elbo")]
+    panels = [
+        ("test reconstruction (nats)", "test_recon"),
+        ("test KL (nats)", "test_kl"),
+        ("-ELBO (nats)", "test_elbo"),
+    ]
     fig = new_figure(4 * len(panels), 3.4)
     for i, (heading, key) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)

@@ -1,4 +1,5 @@
 """Layer table of a model: each layer's output shape and parameter count, encoder and decoder."""
+
 import torch
 from torch import nn
 
@@ -11,10 +12,15 @@ def layer_rows(model: nn.Module) -> list[dict]:
     c = model.config
     x = torch.zeros(1, *c.input_shape)
     y = torch.zeros(1, dtype=torch.long) if c.num_classes else None
-    for part, module, inputs in (("encoder", model.encoder, (x, y)),
-                                 ("decoder", model.decoder, (torch.zeros(1, c.latent_dim), y))):
-        hooks = [layer.register_forward_hook(_recorder(rows, part, name))
-                 for name, layer in module.named_modules() if not list(layer.children())]
+    for part, module, inputs in (
+        ("encoder", model.encoder, (x, y)),
+        ("decoder", model.decoder, (torch.zeros(1, c.latent_dim), y)),
+    ):
+        hooks = [
+            layer.register_forward_hook(_recorder(rows, part, name))
+            for name, layer in module.named_modules()
+            if not list(layer.children())
+        ]
         with torch.no_grad():
             module(*inputs)
         for hook in hooks:
@@ -24,16 +30,26 @@ def layer_rows(model: nn.Module) -> list[dict]:
 
 def _recorder(rows: list, part: str, name: str):
     def hook(layer, _inputs, output):
-        rows.append({"part": part, "layer": name, "kind": type(layer).__name__,
-                     "output_shape": tuple(output.shape[1:]), "params": count_params(layer)})
+        rows.append(
+            {
+                "part": part,
+                "layer": name,
+                "kind": type(layer).__name__,
+                "output_shape": tuple(output.shape[1:]),
+                "params": count_params(layer),
+            }
+        )
+
     return hook
 
 
 def format_summary(name: str, model: nn.Module) -> str:
     rows = layer_rows(model)
     c = model.config
-    lines = [f"model {name}: input {'x'.join(map(str, c.input_shape))}, latent {c.latent_dim}"
-             + (f", {c.num_classes} classes" if c.num_classes else "")]
+    lines = [
+        f"model {name}: input {'x'.join(map(str, c.input_shape))}, latent {c.latent_dim}"
+        + (f", {c.num_classes} classes" if c.num_classes else "")
+    ]
     header = f"{'part':<8} {'layer':<14} {'kind':<16} {'output shape':<16} {'params':>10}"
     lines += [header, "-" * len(header)]
     for r in rows:

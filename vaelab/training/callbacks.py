@@ -1,6 +1,6 @@
 """What training tells the world as it goes: a small callback interface, and TensorBoard on it.
 
-A callback is called by the training loop (vaelab/training.py), in the process that writes the run
+A callback is called by the training loop (vaelab/training/loop.py), in the process that writes the run
 folder, with what the loop already knows; it changes nothing in training. Subclass `Callback` and
 override what you need:
 
@@ -16,11 +16,13 @@ override what you need:
 docs/callbacks.md shows the same for Weights & Biases and MLflow. vaelab's own files (metrics,
 reconstructions, checkpoints) do not go through callbacks.
 """
+
 from pathlib import Path
 
 
 class Callback:
     """Hooks of the training loop; each does nothing until overridden."""
+
     step_every: int = 50  # steps between on_step calls (each costs one wait for the device)
 
     def on_train_begin(self, run_dir: Path) -> None:
@@ -51,10 +53,13 @@ class TensorBoard(Callback):
     def open(self, run_dir: Path):
         if self.writer is None:
             from vaelab.errors import VaelabError
+
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise VaelabError("--tensorboard needs the tensorboard package: pip install 'vaelab[tensorboard]'") from None
+                raise VaelabError(
+                    "--tensorboard needs the tensorboard package: pip install 'vaelab[tensorboard]'"
+                ) from None
             self.writer = SummaryWriter(str(self.log_dir or Path(run_dir) / "tensorboard"))
         return self.writer
 
@@ -68,6 +73,7 @@ class TensorBoard(Callback):
     def on_epoch_end(self, row: dict, run_dir: Path) -> None:
         from vaelab import runs
         from vaelab.images import read_png
+
         writer, epoch = self.open(run_dir), row["epoch"]
         for key, value in row.items():
             if key != "epoch":
@@ -75,20 +81,27 @@ class TensorBoard(Callback):
         path = runs.recon_path(run_dir, epoch)
         if path.is_file():
             image = read_png(path)
-            writer.add_image("reconstructions (test images above)", image, epoch,
-                             dataformats="HW" if image.ndim == 2 else "HWC")
+            writer.add_image(
+                "reconstructions (test images above)", image, epoch, dataformats="HW" if image.ndim == 2 else "HWC"
+            )
         writer.flush()
 
     def on_train_end(self, run_dir: Path) -> None:
         """The test encoder means of the report's scatter subset in the embedding projector."""
         import torch
+
         from vaelab import latent, runs
-        from vaelab.pixels import to_float
+        from vaelab.data.pixels import to_float
+
         run, writer = runs.open_run(run_dir), self.open(run_dir)
         keep = latent.scatter_subset(len(run.mu), self.projector_points)
         labels = run.data.test_y.numpy()[keep]
-        writer.add_embedding(torch.from_numpy(run.mu[keep]), metadata=[run.classes[k] for k in labels],
-                             label_img=to_float(run.data.test_x[keep]), global_step=len(run.rows),
-                             tag="test encoder means")
+        writer.add_embedding(
+            torch.from_numpy(run.mu[keep]),
+            metadata=[run.classes[k] for k in labels],
+            label_img=to_float(run.data.test_x[keep]),
+            global_step=len(run.rows),
+            tag="test encoder means",
+        )
         writer.close()
         self.writer = None

@@ -11,6 +11,7 @@ the test images (a classifier-feature Fréchet distance: the formula of FID, but
 classifier's features, so its values are not comparable with published FIDs), and the mean
 confidence and class balance of its predictions on the generated images.
 """
+
 import hashlib
 import json
 import re
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vaelab.data.pixels import to_float
 from vaelab.device import device_of
 from vaelab.errors import CheckpointError
-from vaelab.pixels import to_float
 
 FORMAT = "vaelab-classifier-1"
 
@@ -53,6 +54,7 @@ class Classifier(nn.Module):
 def classifier_path(data) -> Path:
     """The cached classifier of `data` (a vaelab.data.ImageData), named by its content."""
     import pooch
+
     folder = Path(pooch.os_cache("vaelab")) / "classifiers"
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", data.name)[-40:].strip("_") or "data"
     path = folder / f"{name}-{fingerprint(data)}.safetensors"
@@ -79,8 +81,10 @@ def train_classifier(data, epochs: int = 3, seed: int = 0, device="cpu", batch_s
     for _ in range(epochs):
         perm = torch.randperm(len(data.train_x), generator=order)
         for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = nn.functional.cross_entropy(model(to_float(data.train_x[idx].to(device))), data.train_y[idx].to(device))
+            idx = perm[i : i + batch_size]
+            loss = nn.functional.cross_entropy(
+                model(to_float(data.train_x[idx].to(device))), data.train_y[idx].to(device)
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -90,7 +94,9 @@ def train_classifier(data, epochs: int = 3, seed: int = 0, device="cpu", batch_s
 
 def save_classifier(path: Path, model: Classifier, info: dict) -> None:
     from safetensors.torch import save
+
     from vaelab.files import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, save(tensors, metadata={"format": FORMAT, "info": json.dumps(info)}))
@@ -99,15 +105,20 @@ def save_classifier(path: Path, model: Classifier, info: dict) -> None:
 def load_classifier(path: Path, device="cpu"):
     """(classifier, info) from a file written by `save_classifier`."""
     from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt") as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
         info = json.loads(meta["info"])
     except Exception as e:  # any damage: truncated, foreign or not safetensors at all
-        raise CheckpointError(f"{path} is not a readable vaelab classifier ({e}); delete it, "
-                              f"or pass --retrain-classifier, and it is trained again") from None
+        raise CheckpointError(
+            f"{path} is not a readable vaelab classifier ({e}); delete it, "
+            f"or pass --retrain-classifier, and it is trained again"
+        ) from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {meta.get('format')!r}, not {FORMAT!r}; delete it or pass --retrain-classifier")
+        raise CheckpointError(
+            f"{path} has format {meta.get('format')!r}, not {FORMAT!r}; delete it or pass --retrain-classifier"
+        )
     try:
         with torch.device("meta"):  # shapes first: the description alone must not size the memory taken
             probe = Classifier(info["image_shape"], info["num_classes"]).state_dict()
@@ -116,8 +127,10 @@ def load_classifier(path: Path, device="cpu"):
         model = Classifier(info["image_shape"], info["num_classes"])
         model.load_state_dict(tensors)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a wrong shape, or a tampered description
-        raise CheckpointError(f"{path} does not hold the classifier it describes ({e}); delete it, or pass "
-                              f"--retrain-classifier, and it is trained again") from None
+        raise CheckpointError(
+            f"{path} does not hold the classifier it describes ({e}); delete it, or pass "
+            f"--retrain-classifier, and it is trained again"
+        ) from None
     return model.to(device).eval(), info
 
 
@@ -136,9 +149,15 @@ def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool 
             return model, {**info, "path": str(path), "trained_now": False}
     started = time.perf_counter()
     model, accuracy = train_classifier(data, epochs, device=device)
-    info = {"dataset": data.name, "image_shape": list(data.image_shape), "num_classes": data.num_classes,
-            "epochs": epochs, "train_images": len(data.train_x), "test_accuracy": accuracy,
-            "train_seconds": time.perf_counter() - started}
+    info = {
+        "dataset": data.name,
+        "image_shape": list(data.image_shape),
+        "num_classes": data.num_classes,
+        "epochs": epochs,
+        "train_images": len(data.train_x),
+        "test_accuracy": accuracy,
+        "train_seconds": time.perf_counter() - started,
+    }
     save_classifier(path, model, info)
     return model.eval(), {**info, "path": str(path), "trained_now": True}
 
@@ -149,7 +168,7 @@ def predict(classifier, images: torch.Tensor, batch_size: int = 1000):
     device = device_of(classifier)
     features, probs = [], []
     for i in range(0, len(images), batch_size):
-        h = classifier.features(images[i:i + batch_size].to(device))
+        h = classifier.features(images[i : i + batch_size].to(device))
         features.append(h.cpu())
         probs.append(torch.softmax(classifier.head(h), 1).cpu())
     return torch.cat(features).double().numpy(), torch.cat(probs).double().numpy()
@@ -175,14 +194,18 @@ def class_balance(probs: np.ndarray) -> dict:
     k = probs.shape[1]
     shares = np.bincount(probs.argmax(1), minlength=k) / len(probs)
     entropy = -(shares[shares > 0] * np.log(shares[shares > 0])).sum() + 0.0  # + 0.0: no "-0.000"
-    return {"mean_confidence": float(probs.max(1).mean()), "class_shares": shares.tolist(),
-            "balance": float(entropy / np.log(k))}
+    return {
+        "mean_confidence": float(probs.max(1).mean()),
+        "class_shares": shares.tolist(),
+        "balance": float(entropy / np.log(k)),
+    }
 
 
 def sample_quality(vae, data, n: int = 10_000, seed: int = 0, epochs: int | None = None, retrain: bool = False) -> dict:
     """Classifier-feature Fréchet distance of n generated images to the test images, with the
     same distance from as many training images as a floor, and confidence and class balance."""
     from vaelab.latent import decode, sample_prior
+
     device = device_of(vae)
     classifier, info = get_classifier(data, epochs, device, retrain)
     z, asked = sample_prior(vae, n, seed)  # a conditional model is asked for every class equally
@@ -191,11 +214,16 @@ def sample_quality(vae, data, n: int = 10_000, seed: int = 0, epochs: int | None
     test_features, test_probs = predict(classifier, to_float(data.test_x))
     pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:n]
     train_features, _ = predict(classifier, to_float(data.train_x[pick]))
-    out = {"classifier": info, "samples": n, "test_images": len(data.test_x),
-           "frechet_distance": frechet_distance(gen_features, test_features),
-           "frechet_train_vs_test": frechet_distance(train_features, test_features),
-           "train_images_for_floor": len(pick), **class_balance(gen_probs),
-           "test": class_balance(test_probs)}
+    out = {
+        "classifier": info,
+        "samples": n,
+        "test_images": len(data.test_x),
+        "frechet_distance": frechet_distance(gen_features, test_features),
+        "frechet_train_vs_test": frechet_distance(train_features, test_features),
+        "train_images_for_floor": len(pick),
+        **class_balance(gen_probs),
+        "test": class_balance(test_probs),
+    }
     if asked is not None:
         out["label_agreement"] = float((gen_probs.argmax(1) == asked.numpy()).mean())
     return out

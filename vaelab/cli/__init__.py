@@ -1,0 +1,14 @@
+"""The command line: `vaelab COMMAND ...`, one subcommand per job.
+
+    main.py    the parser, and one `vaelab: error:` line for every failure   (private to this folder)
+    make.py    the commands that make runs: train, demo, sweep              (private)
+    read.py    the commands that read: data, summary, sample, report, compare, evaluate, export, serve (private)
+    flags.py   flags derived from the settings dataclasses                   (private)
+    help.py    one line per subcommand, for `vaelab --help`                  (private)
+
+Modules outside this folder import from here only; the tests check it.
+"""
+
+from vaelab.cli.main import build_parser, chosen_command, main
+
+__all__ = ["build_parser", "chosen_command", "main"]

@@ -1,0 +1,21 @@
+"""Training: a run is started or continued, and the loop trains it.
+
+    start.py         train and resume: every setting checked, then the run folder made or locked
+    loop.py          `fit`, the loop, and the step it repeats          (private to this folder)
+    schedule.py      the learning-rate and KL-weight warm-ups           (private)
+    state.py         what a checkpoint restores besides the weights     (private)
+    advice.py        what training says after a divergence or a collapse (private)
+    speed.py         how the step runs: eager, CUDA graph, compile, bf16 (private)
+    stopping.py      Ctrl-C and SIGTERM ending in a checkpoint           (private)
+    distributed.py   several processes: torch.distributed, DDP and the launcher
+    callbacks.py     `Callback` and `TensorBoard`: what training tells the world as it goes
+
+Modules outside this folder import from here only; the tests check it.
+"""
+
+from vaelab.device import env_rank, launched
+from vaelab.training.callbacks import Callback, TensorBoard
+from vaelab.training.distributed import launch, teardown
+from vaelab.training.start import resume, train
+
+__all__ = ["Callback", "TensorBoard", "env_rank", "launch", "launched", "resume", "teardown", "train"]
