@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything vaelab checks on a GPU, in one command that fits in 10 minutes on one H100:
-#   1. the tests that exercise CUDA (every tests/ file that mentions it; tests/test_speed.py today),
+#   1. the tests that exercise CUDA (every tests/ file that mentions it; tests/training/test_speed.py today),
 #      failing if any of them is skipped for want of a GPU;
 #   2. bench/quality.py's short form on the GPU (mlp and conv, seed 0, 2 and 10 epochs);
 #   3. bench/speed.py: plain, eager, graph, compile and graph:bf16 at batch 128 and 1024 for mlp and conv,
@@ -56,7 +56,7 @@ else
 fi
 echo "data: $data" >>"$out/machine.txt"
 
-cuda_tests=$(grep -l -i cuda tests/test_*.py | tr '\n' ' ')
+cuda_tests=$(grep -rl -i --include="test_*.py" cuda tests | tr '\n' ' ')
 step cuda-tests 200 python3 -m pytest -q -rs $cuda_tests
 if grep -q "SKIPPED.*CUDA" "$out/cuda-tests.txt"; then
     echo "cuda-tests: some CUDA tests were skipped on a machine with a GPU (see cuda-tests.txt)" | tee -a "$out/summary.txt"

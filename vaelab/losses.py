@@ -5,7 +5,7 @@ Values are in nats. The training objective comes first, then the importance-weig
 evaluation scores a trained model with.
 
 The bound takes generic pieces, so the same code scores a VAE and a model whose likelihood is
-known in closed form (tests/test_evaluate.py):
+known in closed form (tests/evaluation/test_evaluate.py):
 
     log_likelihood(z) -> log p(x|z)   z [S, B, D] -> [S, B], one x per column b
     proposal.sample(S, generator)     -> z [S, B, D] from q(z|x)

@@ -262,7 +262,7 @@ def test_label_swap_keeps_z_and_changes_the_label(lab):
 
 def test_evaluate_command_on_a_cvae(lab):
     """`vaelab evaluate` end to end: the CVAE classifier, its confusion PNG, the printed summary (the label
-    swap is drawn by the report, with its labels: tests/test_report_answers.py)."""
+    swap is drawn by the report, with its labels: tests/report/test_report_answers.py)."""
     result = subprocess.run(
         [
             sys.executable,
