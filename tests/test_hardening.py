@@ -245,7 +245,10 @@ def test_12_bit_data_in_16_bit_pngs_is_named_with_the_fix(tmp_path, caplog):
 def test_0_1_pixels_stored_as_uint8_are_named_with_the_fix(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="vaelab"):
         load_dataset(npz(tmp_path / "binary.npz", x=(X > 127).astype(np.uint8), y=Y))
-    assert "the brightest pixel is 1 of 255" in caplog.text and "multiply them by 255" in caplog.text
+    assert (
+        "the brightest pixel is 1 of 255: these are 0/1 values stored as uint8" in caplog.text
+        and "multiply them by 255" in caplog.text
+    )
     caplog.clear()
     with caplog.at_level("WARNING", logger="vaelab"):
         load_dataset(npz(tmp_path / "grey.npz", x=X, y=Y))

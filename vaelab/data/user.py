@@ -120,14 +120,20 @@ def eight_bit(image, path: Path):
 
 
 def check_brightness(x: np.ndarray, source: str) -> None:
-    """A warning when uint8 images reach at most 1: 0/1 pixels saved as uint8 (binarised MNIST often is)
-    train as nearly black images."""
-    if x.dtype == np.uint8 and x.size and x.max() <= 1:
-        log.warning(
-            f"warning: {source}: the brightest pixel is {int(x.max())} of 255, so these images are "
-            f"0/1 values stored as uint8 and train nearly black; multiply them by 255 (x * 255) or save "
-            f"them as floats in [0, 1]"
-        )
+    """A warning when the images' brightest pixel is at most 1 of 255 once loaded: 0/1 pixels saved as
+    uint8 (binarised MNIST often is), or floats divided by 255 twice, train as black images."""
+    if not x.size or not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)) or not np.isfinite(x).all():
+        return  # as_nchw_uint8 names what is wrong with other arrays
+    peak = float(x.max())
+    if (peak if x.dtype == np.uint8 else round(peak * 255)) > 1:
+        return
+    if peak == 0:
+        why = "every pixel is 0: the images are black; check how they were made and saved"
+    elif x.dtype == np.uint8:
+        why = "these are 0/1 values stored as uint8, which train nearly black; multiply them by 255 (x * 255)"
+    else:
+        why = "these floats load as 0 or 1 of 255, nearly black: were they divided by 255 twice? multiply by 255"
+    log.warning(f"warning: {source}: the brightest pixel is {peak:g} of {255 if x.dtype == np.uint8 else 1}: {why}")
 
 
 def read_folder(path: str):
