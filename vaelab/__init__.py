@@ -21,7 +21,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "compare": "vaelab.api",
     "sweep": "vaelab.api",
     "Run": "vaelab.api",
-    "History": "vaelab.api",
+    "History": "vaelab.history",
     "load_dataset": "vaelab.data",
     "build_model": "vaelab.models",
     "make_config": "vaelab.models",

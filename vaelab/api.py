@@ -14,50 +14,17 @@ run folder.
 
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
+from vaelab.history import History
 from vaelab.models import custom
 from vaelab.report import figures
 
-
-class History:
-    """Per-epoch metrics: `history[3]` is the row of epoch 4, `history["test_elbo"]` a column."""
-
-    def __init__(self, rows: list[dict]):
-        self.rows = rows
-
-    @property
-    def columns(self) -> list[str]:
-        return list(self.rows[0]) if self.rows else []
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self.columns:
-                raise KeyError(f"no column {key!r}; the columns are {', '.join(self.columns)}")
-            return [r[key] for r in self.rows]
-        return self.rows[key]
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __repr__(self) -> str:
-        return f"History({len(self)} epochs: {', '.join(self.columns)})"
-
-    def _repr_html_(self) -> str:
-        from vaelab.report.pages import table
-
-        return table(self.columns, [list(r.values()) for r in self.rows])
-
-    def to_pandas(self):
-        """A pandas DataFrame of the rows (pandas is not a dependency of vaelab)."""
-        import pandas
-
-        return pandas.DataFrame(self.rows).set_index("epoch")
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class Run(runs.Run):
@@ -188,55 +155,82 @@ class Run(runs.Run):
 # ---- functions -------------------------------------------------------------------------------------
 
 
-def split_settings(settings: dict, call: str) -> tuple[dict, dict]:
-    """(training settings, model options) of a call's keywords; an unknown keyword is refused with
-    the nearest names it may have meant."""
-    import difflib
-
-    from vaelab.models import FAMILIES, option_fields
-
-    train_names = {f.name for f in fields(TrainConfig)}
-    option_names = {f.name for family in FAMILIES for f in option_fields(family)}
-    for key in settings:
-        if key not in train_names | option_names:
-            near = difflib.get_close_matches(key, sorted(train_names | option_names), n=3)
-            hint = f"; did you mean {' or '.join(near)}?" if near else ""
-            raise VaelabError(
-                f"{call} has no setting {key!r}{hint} (its settings are vaelab.TrainConfig's fields "
-                f"and the model options {', '.join(sorted(option_names))})"
-            )
-    return {k: v for k, v in settings.items() if k in train_names}, {
-        k: v for k, v in settings.items() if k not in train_names
-    }
+_T = TrainConfig()  # every training setting's default, written once: in vaelab/config.py
 
 
 def train(
-    model="conv",
-    dataset: str = "mnist",
+    model: "str | nn.Module" = "conv",
+    dataset="mnist",
     *,
+    epochs: int = _T.epochs,
+    batch_size: int = _T.batch_size,
+    lr: float = _T.lr,
+    lr_warmup: int = _T.lr_warmup,
+    beta: float = _T.beta,
+    kl_warmup: float = _T.kl_warmup,
+    objective: str = _T.objective,
+    mmd_weight: float = _T.mmd_weight,
+    clip_grad: float | None = _T.clip_grad,
+    likelihood: str = _T.likelihood,
+    gaussian_std: float = _T.gaussian_std,
+    kl: str = _T.kl,
+    binarize: str = _T.binarize,
+    seed: int = _T.seed,
+    device: str = _T.device,
+    eval_batch_size: int = _T.eval_batch_size,
+    speed: str = _T.speed,
+    precision: str = _T.precision,
+    data_dir: str | None = _T.data_dir,
+    latent_dim: int | None = None,
+    hidden_dim: int | None = None,
+    hidden_layers: int | None = None,
+    activation: str | None = None,
+    dense_dim: int | None = None,
+    channels: tuple[int, ...] | None = None,
+    last_stride: int | None = None,
+    label_merge: str | None = None,
     out=None,
     overwrite: bool = False,
     progress: bool = True,
     callbacks=(),
-    **settings,
-) -> Run:
-    """Train and return the run. `model`: a preset name (vaelab.MODELS) or a module of your own
-    that follows the model interface; `settings`: TrainConfig fields (epochs=, batch_size=, lr=,
-    beta=, seed=, ...) and model options (latent_dim=, hidden_dim=, ...); `callbacks`:
-    vaelab.Callback objects (vaelab.TensorBoard(), your own)."""
+    **unknown,
+) -> "Run":
+    """Train a VAE and return its run (a folder on disk, and the model, data and history in memory).
+
+    model: a preset name (vaelab.MODELS: "mlp", "conv", "cvae", ...) or a module of your own that
+        follows the model interface (vaelab.VAE(config, Encoder(config), Decoder(config))).
+    dataset: a data set's name ("mnist", "fashion-mnist", "cifar10", "mnist-sample"), your images
+        ("folder:PATH", "npz:FILE", Keras's x_train/y_train/x_test/y_test layout too), or data in
+        memory: numpy arrays or tensors x, (x, y), ((x_train, y_train), (x_test, y_test)), a dict of
+        them, a torch Dataset or DataLoader (without a test split a seeded 10% is held out).
+    out, overwrite: the run folder (default runs/MODEL-DATASET-TIMESTAMP), and whether to replace one.
+    progress: a progress bar; callbacks: vaelab.Callback objects (vaelab.TensorBoard(), your own).
+
+    Example:
+        run = vaelab.train("conv", "mnist-sample", epochs=5, latent_dim=2)
+        run.history["test_elbo"]
+
+    The settings (each as `vaelab train`'s flag of the same name):
+    """
+    args = dict(locals())
+    from vaelab.data import memory, memory_dataset
     from vaelab.training import train as train_run
 
+    if unknown:
+        raise VaelabError(unknown_setting(next(iter(unknown)), "vaelab.train"))
     own = not isinstance(model, str)
-    given, options = split_settings(settings, "vaelab.train")
-    cfg = TrainConfig(model=custom.NAME if own else model, dataset=dataset, **given)
+    given = {k: v for k, v in args.items() if k in SETTINGS}
+    options = {k: v for k, v in args.items() if k in OPTIONS and v is not None}
+    data = memory_dataset(dataset) if memory.is_memory(dataset) else None
+    name = memory.NAME if data is not None else dataset
+    cfg = TrainConfig(model=custom.NAME if own else model, dataset=name, **given)
     if own and options:
         raise VaelabError(f"{', '.join(options)} are options of vaelab's own models; your model sets its own")
+    changed = {k: v for k, v in {**given, **options}.items() if v != getattr(_T, k, None)}
+    shown = "<data in memory>" if data is not None else repr(dataset)
     call = ", ".join(
-        [
-            f"model={model!r}" if not own else f"model={type(model).__name__}(...)",
-            f"dataset={dataset!r}",
-            *(f"{k}={v!r}" for k, v in settings.items()),
-        ]
+        [f"model={model!r}" if not own else f"model={type(model).__name__}(...)", f"dataset={shown}"]
+        + [f"{k}={v!r}" for k, v in changed.items()]
     )
     folder = train_run(
         cfg,
@@ -247,36 +241,121 @@ def train(
         model=model if own else None,
         command=f"vaelab.train({call})",
         callbacks=callbacks,
+        data=data,
     )
-    return load(folder, model=model if own else None)
+    return Run.open(folder, model=model if own else None, data=data)
 
 
-def resume(run, progress: bool = True, model=None, callbacks=(), trust_code: bool = False, **overrides) -> Run:
+SETTINGS = [f.name for f in fields(TrainConfig) if f.name not in ("model", "dataset")]
+OPTIONS = [
+    "latent_dim",
+    "hidden_dim",
+    "hidden_layers",
+    "activation",
+    "dense_dim",
+    "channels",
+    "last_stride",
+    "label_merge",
+]
+
+
+def unknown_setting(key: str, call: str) -> str:
+    """The message for a keyword `call` does not take, with the nearest names it may have meant."""
+    import difflib
+
+    near = difflib.get_close_matches(key, SETTINGS + OPTIONS, n=3)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"{call} has no setting {key!r}{hint} (help({call}) lists them all)"
+
+
+def settings_help() -> str:
+    """One line per setting, with its help and default, from the settings dataclasses (for train's docstring)."""
+    from vaelab.models import FAMILIES
+
+    lines = [
+        f"        {f.name}: {f.metadata.get('help', '')} (default {f.default!r})"
+        for f in fields(TrainConfig)
+        if f.name in SETTINGS
+    ]
+    seen = {}
+    for config_cls, *_ in FAMILIES.values():
+        for f in fields(config_cls):
+            if f.name in OPTIONS and f.name not in seen:
+                seen[f.name] = (
+                    f"        {f.name}: {f.metadata.get('help', '')} (a model option; default: the model's own)"
+                )
+    return "\n".join(lines + list(seen.values()))
+
+
+train.__doc__ += settings_help()
+
+
+def resume(
+    run, progress: bool = True, model=None, callbacks=(), trust_code: bool = False, data=None, **overrides
+) -> "Run":
     """Continue a run (a Run or its folder) from its last checkpoint; `overrides` may set epochs,
-    lr, clip_grad and speed (nothing else of a run changes when it continues); `trust_code` as for `load`."""
+    lr, clip_grad and speed (nothing else of a run changes when it continues); `trust_code` and `data`
+    as for `load`.
+
+    Example:
+        run = vaelab.resume(run, epochs=20)
+    """
     from vaelab.training import resume as resume_run
 
     if isinstance(run, Run):
         model = model or (run.model if run.config["model"] == custom.NAME else None)
+        data = data if data is not None else run.given_data
         run = run.dir
-    folder = resume_run(run, progress=progress, model=model, callbacks=callbacks, trust_code=trust_code, **overrides)
-    return load(folder, model=model)
+    data = as_data(data)
+    folder = resume_run(
+        run, progress=progress, model=model, callbacks=callbacks, trust_code=trust_code, data=data, **overrides
+    )
+    return Run.open(folder, model=model, data=data)
 
 
-def load(folder, model=None, device: str = "cpu", trust_code: bool = False) -> Run:
+def load(folder, model=None, device: str = "cpu", trust_code: bool = False, data=None) -> "Run":
     """The run in `folder`. `model`: a model of your own to fill with the run's weights, when its
     classes cannot be imported here. A run of your own model records the import paths of its
     classes; a module this process has not imported yet is imported (its code runs) only with
-    `trust_code=True`, for run folders you trust (see vaelab/models/custom.py)."""
-    return Run.open(folder, device, model=model, trust_code=trust_code)
+    `trust_code=True`, for run folders you trust (see vaelab/models/custom.py). `data`: the data a
+    run was trained on when no file holds them (data given in memory), in any form `train` takes.
+
+    Example:
+        run = vaelab.load("runs/conv-mnist-sample-20260101-120000")
+        run.scatter()
+    """
+    run = Run.open(folder, device, model=model, trust_code=trust_code, data=as_data(data))
+    if data is not None and run.data.source != run.config["data"]["source"]:
+        import logging
+
+        logging.getLogger("vaelab").warning(
+            f"warning: the data given are not those {run.dir} was trained on: {run.data.source}, "
+            f"but the run says {run.config['data']['source']}"
+        )
+    return run
 
 
-def evaluate(run, iw_samples: int = 1000, trust_code: bool = False, **settings) -> dict:
+def as_data(data):
+    """Data given in memory as a data set (vaelab.data.ImageData passes as it is)."""
+    from vaelab.data import ImageData, memory_dataset
+
+    return data if data is None or isinstance(data, ImageData) else memory_dataset(data)
+
+
+def evaluate(run, iw_samples: int = 1000, trust_code: bool = False, data=None, **settings) -> dict:
     """Evaluate a run (a Run or its folder): the numbers of RUN/eval.json (EvalConfig fields as keywords);
-    `trust_code` as for `load`."""
+    `trust_code` and `data` as for `load`.
+
+    Example:
+        scores = vaelab.evaluate(run, iw_samples=100)
+        scores["iw"]["bound"]
+    """
     from vaelab.evaluation import evaluate_run
 
-    return evaluate_run(run.dir if isinstance(run, Run) else run, iw_samples, trust_code=trust_code, **settings)
+    if isinstance(run, Run):
+        data = data if data is not None else run.given_data
+        run = run.dir
+    return evaluate_run(run, iw_samples, trust_code=trust_code, data=as_data(data), **settings)
 
 
 def compare(runs, out, trust_code: bool = False, **settings) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.data import formats, user
+from vaelab.data import formats, memory, user
 from vaelab.data.sources import (
     DATASETS,
     DatasetSpec,
@@ -32,6 +32,7 @@ __all__ = [
     "DATASETS",
     "DatasetSpec",
     "load_dataset",
+    "memory_dataset",
     "locate_dataset",
     "describe_datasets",
     "format_data_table",
@@ -66,6 +67,12 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     """
     if name.startswith(("folder:", "npz:")):
         return load_user_dataset(name)
+    if name == memory.NAME:
+        raise VaelabError(
+            "this run was trained on data given in memory, which no file holds: give the same data again, "
+            "vaelab.load(RUN, data=...) (or data= to resume, evaluate, report); the run's config.json says "
+            "what they were (data.source)"
+        )
     spec = get_spec(name)
     found, tried = locate_dataset(name, data_dir)
     if found is None:
@@ -79,6 +86,21 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     except DataFormatError as e:
         origin = f"\nThe original files: {spec.mirrors[0]}" if spec.mirrors else ""
         raise DataFormatError(f"{e}{origin}") from None
+
+
+def memory_dataset(obj) -> ImageData:
+    """Data given in memory (vaelab/data/memory.py says which forms) as a data set."""
+    train_x, train_y, test_x, test_y, classes, labelled, about = memory.load_memory(obj)
+    return ImageData(
+        memory.NAME,
+        as_tensor(train_x, np.uint8),
+        as_tensor(train_y, np.int64),
+        as_tensor(test_x, np.uint8),
+        as_tensor(test_y, np.int64),
+        classes,
+        about,
+        labelled,
+    )
 
 
 def load_user_dataset(name: str) -> ImageData:

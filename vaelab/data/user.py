@@ -29,6 +29,7 @@ GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I;16N")
 
 DIM_16_BIT = 4096  # a 16-bit image set whose brightest pixel is below this holds 12 bits or fewer
 log = logging.getLogger("vaelab.data")
+KERAS = {"x_train": "x", "y_train": "y"}  # the layout of keras.datasets' .npz files, and of many saved by hand
 
 
 def split(x: np.ndarray, y: np.ndarray, seed: int = 0):
@@ -192,49 +193,65 @@ def as_nchw_uint8(x: np.ndarray, source: str) -> np.ndarray:
 
 
 def read_npz(path: str):
-    """(train_x, train_y, test_x, test_y, classes, labelled) from a .npz file. Each array's header
-    (shape, dtype) is checked before it is read; nothing is unpickled."""
+    """(train_x, train_y, test_x, test_y, classes, labelled) from a .npz file: arrays x, y, x_test,
+    y_test (or Keras's x_train, y_train, x_test, y_test) and classes. Each array's header (shape,
+    dtype) is checked before it is read; nothing is unpickled."""
     if not path.strip():
         raise VaelabError("npz: needs a file: give npz:FILE, saved with np.savez(FILE, x=images, y=labels)")
     try:
-        heads = npz_heads(path)
-        arrays = np.load(path, allow_pickle=False)  # never unpickle a user's file
+        heads = {KERAS.get(k, k): v for k, v in npz_heads(path).items()}
         check_npz(path, heads)
-        check_brightness(arrays["x"], f"npz:{path} x")
-        x = as_nchw_uint8(arrays["x"], f"npz:{path} x")
-        labelled = "y" in heads
-        y = labels(arrays["y"], len(x), f"npz:{path} y") if labelled else np.zeros(len(x), dtype=np.int64)
-        if "x_test" in heads:
-            x_test = as_nchw_uint8(arrays["x_test"], f"npz:{path} x_test")
-            if x_test.shape[1:] != x.shape[1:]:
-                raise DataFormatError(
-                    f"npz:{path}: x_test images are {list(x_test.shape[1:])} but x images are "
-                    f"{list(x.shape[1:])} (C, H, W): both splits need one image size"
-                )
-            y_test = (
-                labels(arrays["y_test"], len(x_test), f"npz:{path} y_test")
-                if labelled
-                else np.zeros(len(x_test), np.int64)
-            )
-            parts = (x, y, x_test, y_test)
-        else:
-            parts = split(x, y)
-        names = tuple(str(c) for c in arrays["classes"]) if "classes" in heads else None
-        if names is not None and (not all(n.strip() for n in names) or len(set(names)) < len(names)):
-            raise DataFormatError(
-                f"npz:{path} classes must be names, each given once and none empty, got {list(names)[:10]}"
-            )
+        with np.load(path, allow_pickle=False) as archive:  # never unpickle a user's file
+            arrays = {KERAS.get(k, k): archive[k] for k in archive.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise DataFormatError(
             f"npz:{path} cannot be read as a .npz archive of arrays ({e}); save it with "
             f"np.savez(FILE, x=images, y=labels)"
         ) from None
+    names = arrays.get("classes")
+    return from_arrays(
+        arrays["x"],
+        arrays.get("y"),
+        arrays.get("x_test"),
+        arrays.get("y_test"),
+        None if names is None else [str(c) for c in names],
+        f"npz:{path}",
+    )
+
+
+def from_arrays(x, y=None, x_test=None, y_test=None, classes=None, source: str = "arrays"):
+    """(train_x, train_y, test_x, test_y, classes, labelled) from arrays: images x ([N, H, W],
+    [N, H, W, C] or [N, C, H, W]; uint8 0..255 or floats in [0, 1]), labels y (class indices), an
+    optional test split and class names, each checked. Without a test split a seeded 10% is held out."""
+    check_brightness(x, f"{source} x")
+    x = as_nchw_uint8(x, f"{source} x")
+    labelled = y is not None
+    y = labels(np.asarray(y), len(x), f"{source} y") if labelled else np.zeros(len(x), dtype=np.int64)
+    if x_test is not None:
+        x_test = as_nchw_uint8(x_test, f"{source} x_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise DataFormatError(
+                f"{source}: x_test images are {list(x_test.shape[1:])} but x images are "
+                f"{list(x.shape[1:])} (C, H, W): both splits need one image size"
+            )
+        if labelled != (y_test is not None):
+            raise DataFormatError(f"{source}: labels for one split only: give y and y_test, or neither")
+        y_test = (
+            labels(np.asarray(y_test), len(x_test), f"{source} y_test") if labelled else np.zeros(len(x_test), np.int64)
+        )
+        parts = (x, y, x_test, y_test)
+    else:
+        parts = split(x, y)
+        log.info(f"note: {source} has no test split: a seeded 10% ({len(parts[2]):,} images) is held out to test")
+    if classes is not None and (not all(str(n).strip() for n in classes) or len(set(classes)) < len(classes)):
+        raise DataFormatError(
+            f"{source} classes must be names, each given once and none empty, got {list(classes)[:10]}"
+        )
     count = int(max(parts[1].max(), parts[3].max())) + 1 if labelled else 1
-    classes = names or tuple(map(str, range(count)))
+    classes = tuple(map(str, classes)) if classes is not None else tuple(map(str, range(count)))
     if labelled and count > len(classes):
         raise DataFormatError(
-            f"npz:{path} labels must be in 0..{len(classes) - 1} (one per name in classes), "
-            f"got labels up to {count - 1}"
+            f"{source} labels must be in 0..{len(classes) - 1} (one per name in classes), got labels up to {count - 1}"
         )
     return (*parts, classes if labelled else UNLABELLED, labelled)
 

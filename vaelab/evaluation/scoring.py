@@ -67,8 +67,8 @@ class Scoring:
         self.figures[name] = caption
 
 
-def open_scoring(run_dir, cfg: EvalConfig, trust_code: bool = False) -> Scoring:
-    run = runs.Run.open(run_dir, resolve_device(cfg.device), trust_code=trust_code)
+def open_scoring(run_dir, cfg: EvalConfig, trust_code: bool = False, data=None) -> Scoring:
+    run = runs.Run.open(run_dir, resolve_device(cfg.device), data=data, trust_code=trust_code)
     run.model.to(memory_format=torch.channels_last)  # layout only: 1.6-3x faster convs on this CPU
     train_cfg = run.config["train"]
     mode = cfg.binarize or train_cfg.get("binarize", "none")
@@ -192,12 +192,13 @@ def evaluate_run(
     progress: bool = False,
     retrain_classifier: bool = False,
     trust_code: bool = False,
+    data=None,
     **settings,
 ) -> dict:
     """Evaluate a run folder (settings: the fields of EvalConfig); writes and returns RUN/eval.json.
     `trust_code`: a run of your own model may import its classes' module (vaelab/models/custom.py)."""
     started = time.perf_counter()
-    scoring = open_scoring(run_dir, EvalConfig(iw_samples=iw_samples, **settings), trust_code)
+    scoring = open_scoring(run_dir, EvalConfig(iw_samples=iw_samples, **settings), trust_code, data)
     run = scoring.run
     result = {
         "run": str(run.dir),

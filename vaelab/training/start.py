@@ -31,16 +31,18 @@ def train(
     model: torch.nn.Module | None = None,
     command=None,
     callbacks=(),
+    data: ImageData | None = None,
 ) -> Path:
     """Train a new model and write its run folder; returns the folder. `model` is a module of your
-    own that follows the model interface (then cfg.model is "custom"); `command`, what config.json
+    own that follows the model interface (then cfg.model is "custom"); `data`, the data set when it
+    is not cfg.dataset's files (data given in memory); `command`, what config.json
     records as the command that started the run (default: this process's command line); `callbacks`,
     vaelab.Callback objects told of each step, epoch and the end."""
     callbacks = check_callbacks(callbacks)
     with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
         ranks, device = distributed.setup(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)
-        data = load_dataset(cfg.dataset, cfg.data_dir)
+        data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
         model = new_model(cfg, model_options, data, model).to(device)
         distributed.check_batch(cfg.batch_size, ranks)
         check_batch_fits(cfg.batch_size, len(data.train_x))  # everything is checked before the folder is touched
@@ -82,6 +84,7 @@ def resume(
     model: torch.nn.Module | None = None,
     callbacks=(),
     trust_code: bool = False,
+    data: ImageData | None = None,
     **overrides,
 ) -> Path:
     """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
@@ -114,7 +117,7 @@ def resume(
             distributed.check_batch(cfg.batch_size, ranks)
             distributed.share(None, ranks)  # the others wait until rank 0 has completed the folder
             torch.manual_seed(cfg.seed)
-            data = load_dataset(cfg.dataset, cfg.data_dir)
+            data = data if data is not None else load_dataset(cfg.dataset, cfg.data_dir)
             model = (runs.rebuild(saved, run_dir, trust_code) if model is None else model).to(device)
             changed = {**saved, "train": asdict(cfg)} if asdict(cfg) != saved["train"] else None
             return fit(
