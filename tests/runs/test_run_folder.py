@@ -22,14 +22,13 @@ from conftest import run_vaelab
 from safetensors.torch import load_file, save_file
 
 from vaelab import cli, runs
+from vaelab.config import TrainConfig
+from vaelab.errors import CheckpointError, VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.export import export_run
 from vaelab.report import make_report
-from vaelab.training import TensorBoard
-from vaelab.config import TrainConfig
-from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import RunInUse, RunLock, journal
-from vaelab.training import resume, train
+from vaelab.training import TensorBoard, resume, train
 
 SETTINGS = dict(model="mlp", dataset="mnist-sample", batch_size=500, seed=7)  # 8 steps an epoch
 TRAIN = [
@@ -304,8 +303,12 @@ WRITERS = {  # what writes into a run folder, given the run's folder
     "tensorboard": lambda run: resume(run, epochs=2, progress=False, callbacks=[TensorBoard()]),
     "evaluation": lambda run: evaluate_run(run, iw_samples=2, iw_images=10, quality_samples=0),
 }
-FILE_LINKS = {"export": "export/decoder.pt", "report": "report.html", "samples": "samples.png",
-              "evaluation": "eval.json"}
+FILE_LINKS = {
+    "export": "export/decoder.pt",
+    "report": "report.html",
+    "samples": "samples.png",
+    "evaluation": "eval.json",
+}
 FOLDER_LINKS = {"export": "export", "report": "figures", "an epoch": "recon", "tensorboard": "tensorboard"}
 
 
