@@ -2,6 +2,7 @@
 that run without vaelab, weights loadable in plain PyTorch, and packaging that says what it needs."""
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -67,9 +68,17 @@ def test_tensorboard_holds_scalars_images_and_the_projector(logged):
     events.Reload()
     assert [e.step for e in events.Scalars("step/loss")] == list(range(10, 81, 10))
     assert [e.step for e in events.Scalars("step/lr")] == list(range(10, 81, 10))
-    elbo = [e.value for e in events.Scalars("epoch/test_elbo")]
-    assert elbo == pytest.approx([r["test_elbo"] for r in read_metrics(run.dir)])
     assert len(events.Images("reconstructions (test images above)")) == 2
+    rows = read_metrics(run.dir)
+    for split in ("train", "test"):  # one tag, two runs: train and test on one chart
+        split_events = EventAccumulator(str(run.dir / "tensorboard" / split), size_guidance={"scalars": 0})
+        split_events.Reload()
+        totals = [e.value for e in split_events.Scalars("epoch/total")]
+        assert totals == pytest.approx([r[f"{split}_total"] for r in rows])
+    elbo = [e.value for e in split_events.Scalars("epoch/elbo")]
+    assert elbo == pytest.approx([r["test_elbo"] for r in rows])
+    hparams = next((run.dir / "tensorboard" / "hparams").glob("events.out.tfevents.*")).read_bytes()
+    assert b"train/lr" in hparams and b"model/latent_dim" in hparams and b"final/test_elbo" in hparams
     config = (run.dir / "tensorboard" / "projector_config.pbtxt").read_text()
     folder = run.dir / "tensorboard" / re.search(r'tensor_path: "(.*?)/tensors.tsv"', config).group(1)
     codes = np.loadtxt(folder / "tensors.tsv", delimiter="\t")
@@ -77,6 +86,72 @@ def test_tensorboard_holds_scalars_images_and_the_projector(logged):
     np.testing.assert_allclose(codes, run.codes[0], atol=1e-4)
     labels = (folder / "metadata.tsv").read_text().split()
     assert labels == [str(k) for k in run.data.test_y.tolist()] and (folder / "sprite.png").is_file()
+
+
+def test_a_resumed_run_goes_on_logging_to_tensorboard(logged, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = shutil.copytree(logged[0].dir, tmp_path / "run")
+    vaelab.resume(run, epochs=3, progress=False)  # no callback given: the run's TensorBoard goes on
+    events = EventAccumulator(str(run / "tensorboard" / "test"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("epoch/elbo")] == [1, 2, 3]
+
+
+def wandb_records(path):
+    """The records of an offline W&B run file: LevelDB's log format (32 kB blocks of records with a
+    7-byte header; FULL, or FIRST, MIDDLE and LAST pieces) after W&B's own 7-byte header."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, pending = path.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def test_weights_and_biases_offline_and_mlflow_file_store_record_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store, kept for such uses
+    store = f"file://{tmp_path / 'mlruns'}"
+    run = vaelab.train(
+        "mlp",
+        "mnist-sample",
+        epochs=1,
+        batch_size=500,
+        out=tmp_path / "run",
+        progress=False,
+        callbacks=[vaelab.WandbCallback(project="test", step_every=4), vaelab.MLflowCallback(tracking_uri=store)],
+    )
+    vaelab.resume(run, epochs=2, progress=False, callbacks=[vaelab.MLflowCallback(tracking_uri=store)])
+    rows = read_metrics(run.dir)
+    logged = list(wandb_records(next((run.dir / "wandb").glob("offline-run-*/run-*.wandb"))))
+    history = [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+        for r in logged
+        if r.HasField("history")
+    ]
+    assert [h["test/elbo"] for h in history if "test/elbo" in h] == pytest.approx([rows[0]["test_elbo"]])
+    assert [h["step/loss"] for h in history if "step/loss" in h]  # step scalars every 4 steps
+    (start,) = [r.run for r in logged if r.HasField("run")]
+    assert {u.key for u in start.config.update} >= {"train/lr", "model/latent_dim", "model/name"}
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(store)
+    (found,) = client.search_runs([client.get_experiment_by_name("vaelab").experiment_id])  # one run, resumed
+    history = client.get_metric_history(found.info.run_id, "test/elbo")
+    assert [m.step for m in history] == [1, 2] and [m.value for m in history] == pytest.approx(
+        [r["test_elbo"] for r in rows]
+    )
+    assert found.data.params["train/batch_size"] == "500"
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ _EXPORTS = {  # public name -> the module that defines it
     "VaelabError": "vaelab.errors",
     "Callback": "vaelab.training",
     "TensorBoard": "vaelab.training",
+    "WandbCallback": "vaelab.training",
+    "MLflowCallback": "vaelab.training",
     "export": "vaelab.api",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -43,7 +43,7 @@ from vaelab.runs.weights import checkpoint_bytes, config_dict, weights_bytes
 
 CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.safetensors"
 METRICS, METRICS_CSV = "metrics.jsonl", "metrics.csv"
-RECON, FIGURES, EXPORT, TENSORBOARD = "recon", "figures", "export", "tensorboard"
+RECON, FIGURES, EXPORT, TENSORBOARD, WANDB = "recon", "figures", "export", "tensorboard", "wandb"
 REPORT, EVAL, SAMPLES = "report.html", "eval.json", "samples.png"
 RUN_FILES = (
     CHECKPOINT,
@@ -58,6 +58,7 @@ RUN_FILES = (
     SAMPLES,
     EXPORT,
     TENSORBOARD,
+    WANDB,
     journal.STAGE,
     LOCK,
 )  # everything vaelab puts in a run folder; the checkpoint first

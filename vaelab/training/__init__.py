@@ -8,14 +8,27 @@
     speed.py         how the step runs: eager, CUDA graph, compile, bf16 (private)
     stopping.py      Ctrl-C and SIGTERM ending in a checkpoint           (private)
     distributed.py   several processes: torch.distributed, DDP and the launcher
-    callbacks.py     `Callback` and `TensorBoard`: what training tells the world as it goes
+    callbacks.py     `Callback`: what training tells the world as it goes, and its checks
+    trackers.py      TensorBoard, Weights & Biases and MLflow as callbacks
 
 Modules outside this folder import from here only; the tests check it.
 """
 
 from vaelab.device import env_rank, launched
-from vaelab.training.callbacks import Callback, TensorBoard
+from vaelab.training.callbacks import Callback
 from vaelab.training.distributed import launch, teardown
 from vaelab.training.start import resume, train
+from vaelab.training.trackers import MLflowCallback, TensorBoard, WandbCallback
 
-__all__ = ["Callback", "TensorBoard", "env_rank", "launch", "launched", "resume", "teardown", "train"]
+__all__ = [
+    "Callback",
+    "MLflowCallback",
+    "TensorBoard",
+    "WandbCallback",
+    "env_rank",
+    "launch",
+    "launched",
+    "resume",
+    "teardown",
+    "train",
+]

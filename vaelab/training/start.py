@@ -19,6 +19,7 @@ from vaelab.training import distributed
 from vaelab.training.callbacks import check_callbacks
 from vaelab.training.loop import check_batch_fits, fit
 from vaelab.training.stopping import StopSignals
+from vaelab.training.trackers import TensorBoard
 
 
 def train(
@@ -101,6 +102,8 @@ def resume(
     check_values(TrainConfig, {k: v for k, v in overrides.items() if v is not None})  # before anything is read
     run_dir = runs.run_folder(run_dir)
     callbacks = check_callbacks(callbacks)
+    if (run_dir / runs.TENSORBOARD).is_dir() and not any(isinstance(c, TensorBoard) for c in callbacks):
+        callbacks.append(TensorBoard())  # a run that logged to TensorBoard goes on logging there
     main = env_rank() == 0
     with runs.RunLock(run_dir) if main else nullcontext():  # one writer; the others are refused at once
         if main:
