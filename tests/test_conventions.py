@@ -3,6 +3,7 @@ that run without vaelab, weights loadable in plain PyTorch, and packaging that s
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -259,6 +260,55 @@ def test_every_package_vaelab_imports_is_declared():
     third_party = {n for n in used - set(sys.stdlib_module_names) if n != "vaelab"}
     missing = {IMPORT_NAMES.get(n, n).lower() for n in third_party} - declared()
     assert not missing, missing
+
+
+@pytest.mark.parametrize("name", [n for n in vaelab.__all__ if callable(getattr(vaelab, n, None))])
+def test_every_exported_name_has_a_docstring_with_an_example(name):
+    doc = getattr(vaelab, name).__doc__ or ""
+    assert len(doc.split()) >= 8 and ">>> " in doc, f"vaelab.{name} needs a docstring with an example (>>> ...)"
+
+
+def test_the_version_is_written_once():
+    assert "version" in PROJECT["dynamic"] and "version" not in PROJECT
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "vaelab.__version__"
+    }
+    assert f"## {vaelab.__version__}" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_kept_subcommand_help_is_the_parsers_own():
+    from vaelab.cli.cached_help import TABLE, render
+
+    kept = json.loads(TABLE.read_text())
+    for name, text in render().items():
+        assert kept.get(name) == text, f"vaelab {name} --help changed: python -m vaelab.cli.cached_help writes it anew"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "report"])
+def test_a_subcommand_help_does_not_wait_for_pytorch(command):
+    code = (
+        f"import sys; sys.argv = ['vaelab', '{command}', '--help']; import vaelab.__main__ as m; "
+        "code = m.main(); print(code, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == "0 False" and f"usage: vaelab {command}" in result.stdout
+
+
+def test_the_source_distribution_holds_what_the_readme_links_to(tmp_path):
+    import tarfile
+
+    from setuptools import build_meta
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        name = build_meta.build_sdist(str(tmp_path))
+    finally:
+        os.chdir(cwd)
+    with tarfile.open(tmp_path / name) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    assert {"docs/callbacks.md", "examples/01-mlp-vae.ipynb", "CHANGELOG.md", "vaelab/cli/help.json"} <= names
+    assert "vaelab/explorer/static/explorer.js" in names and "vaelab/data/sample/README.md" in names
 
 
 def test_the_licence_and_the_python_floor_are_stated_once():

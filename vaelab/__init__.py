@@ -11,7 +11,7 @@ without importing PyTorch.
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {  # public name -> the module that defines it
     "train": "vaelab.api",

@@ -31,7 +31,13 @@ class Run(runs.Run):
     """A run folder with its model, data and history, and one method per figure of the exercises.
     Figure methods return a matplotlib Figure: Jupyter shows it, `fig.savefig(path)` saves it.
     It is the run folder's own `vaelab.runs.Run` (dir, config, model, rows, data, codes) with the
-    notebook's methods added."""
+    notebook's methods added.
+
+    Examples:
+        >>> run = vaelab.load("runs/conv-mnist-sample-20260101-120000")
+        >>> run.scatter(); run.manifold(grid=15)
+        >>> run.history["test_elbo"][-1]
+    """
 
     @property
     def history(self) -> History:
@@ -206,9 +212,9 @@ def train(
     out, overwrite: the run folder (default runs/MODEL-DATASET-TIMESTAMP), and whether to replace one.
     progress: a progress bar; callbacks: vaelab.Callback objects (vaelab.TensorBoard(), your own).
 
-    Example:
-        run = vaelab.train("conv", "mnist-sample", epochs=5, latent_dim=2)
-        run.history["test_elbo"]
+    Examples:
+        >>> run = vaelab.train("conv", "mnist-sample", epochs=5, latent_dim=2)
+        >>> run.history["test_elbo"]
 
     The settings (each as `vaelab train`'s flag of the same name):
     """
@@ -297,8 +303,8 @@ def resume(
     lr, clip_grad and speed (nothing else of a run changes when it continues); `trust_code` and `data`
     as for `load`.
 
-    Example:
-        run = vaelab.resume(run, epochs=20)
+    Examples:
+        >>> run = vaelab.resume(run, epochs=20)
     """
     from vaelab.training import resume as resume_run
 
@@ -320,9 +326,9 @@ def load(folder, model=None, device: str = "cpu", trust_code: bool = False, data
     `trust_code=True`, for run folders you trust (see vaelab/models/custom.py). `data`: the data a
     run was trained on when no file holds them (data given in memory), in any form `train` takes.
 
-    Example:
-        run = vaelab.load("runs/conv-mnist-sample-20260101-120000")
-        run.scatter()
+    Examples:
+        >>> run = vaelab.load("runs/conv-mnist-sample-20260101-120000")
+        >>> run.scatter()
     """
     run = Run.open(folder, device, model=model, trust_code=trust_code, data=as_data(data))
     if data is not None and run.data.source != run.config["data"]["source"]:
@@ -346,9 +352,9 @@ def evaluate(run, iw_samples: int = 1000, trust_code: bool = False, data=None, *
     """Evaluate a run (a Run or its folder): the numbers of RUN/eval.json (EvalConfig fields as keywords);
     `trust_code` and `data` as for `load`.
 
-    Example:
-        scores = vaelab.evaluate(run, iw_samples=100)
-        scores["iw"]["bound"]
+    Examples:
+        >>> scores = vaelab.evaluate(run, iw_samples=100)
+        >>> scores["iw"]["bound"]
     """
     from vaelab.evaluation import evaluate_run
 
@@ -360,7 +366,11 @@ def evaluate(run, iw_samples: int = 1000, trust_code: bool = False, data=None, *
 
 def compare(runs, out, trust_code: bool = False, **settings) -> Path:
     """compare.html and its figures for several runs (Runs or folders) in `out` (CompareSettings
-    fields as keywords, e.g. quality_samples=0); `trust_code` as for `load`."""
+    fields as keywords, e.g. quality_samples=0); `trust_code` as for `load`.
+
+    Examples:
+        >>> vaelab.compare([run_a, run_b], "runs/compare")  # compare.html, compare.md and figures
+    """
     from vaelab.comparison import compare_runs
 
     return compare_runs(list(runs), out, trust_code=trust_code, **settings)
@@ -368,7 +378,11 @@ def compare(runs, out, trust_code: bool = False, **settings) -> Path:
 
 def export(run, format: str = "onnx", part: str = "both", trust_code: bool = False) -> list:
     """A run's (a Run or its folder) decoder and/or encoder as ONNX or TorchScript files in RUN/export/;
-    `trust_code` as for `load`."""
+    `trust_code` as for `load`.
+
+    Examples:
+        >>> paths = vaelab.export(run, "onnx")  # RUN/export/decoder.onnx, encoder.onnx
+    """
     from vaelab.export import export_run
 
     return export_run(run.dir if isinstance(run, Run) else run, format, part, trust_code=trust_code)
@@ -376,7 +390,11 @@ def export(run, format: str = "onnx", part: str = "both", trust_code: bool = Fal
 
 def sweep(name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-sample", **settings) -> Path:
     """One run per value of setting `name` (e.g. "latent_dim", (2, 8, 32)) under `out`, with its table
-    and figure; `settings` as for `train`."""
+    and figure; `settings` as for `train`.
+
+    Examples:
+        >>> vaelab.sweep("latent_dim", (2, 8, 32), "runs/latent", model="mlp", epochs=5)
+    """
     from vaelab.sweeps import sweep as sweep_runs
 
     names = {f.name for f in fields(TrainConfig)}

@@ -18,6 +18,15 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every training setting, with its default and its checks: `vaelab train`'s flags and
+    `vaelab.train`'s keywords are these fields, and a run's config.json keeps them.
+
+    Examples:
+        >>> cfg = vaelab.TrainConfig(model="conv", dataset="mnist-sample", epochs=5)
+        >>> cfg.batch_size
+        128
+    """
+
     model: str = opt(
         "conv", "model to train ('custom': a module of your own, trained from Python)", choices=(*MODELS, custom.NAME)
     )

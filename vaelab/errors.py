@@ -2,7 +2,14 @@
 
 
 class VaelabError(Exception):
-    """A problem the user can fix; the CLI prints the message and exits with status 2."""
+    """A problem the user can fix; the CLI prints the message and exits with status 2.
+
+    Examples:
+        >>> try:
+        >>>     vaelab.train("mlp", "mnist-sample", epochs=0)
+        >>> except vaelab.VaelabError as e:
+        >>>     print(e)  # --epochs must be at least 1, got 0
+    """
 
 
 class DataFormatError(VaelabError):

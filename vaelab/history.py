@@ -2,7 +2,13 @@
 
 
 class History:
-    """Per-epoch metrics: `history[3]` is the row of epoch 4, `history["test_elbo"]` a column."""
+    """Per-epoch metrics: `history[3]` is the row of epoch 4, `history["test_elbo"]` a column.
+
+    Examples:
+        >>> run.history["test_elbo"]     # a column
+        >>> run.history[0]               # the row of epoch 1
+        >>> run.history.history["test_elbo"], run.history.epoch  # as Keras keeps them
+    """
 
     def __init__(self, rows: list[dict]):
         self.rows = rows

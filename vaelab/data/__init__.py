@@ -64,6 +64,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
 
     When none holds it and `download` is true, its files are downloaded into the cache from
     `mirrors` (default: the data set's usual public mirrors) and checked against their SHA-256.
+
+    Examples:
+        >>> data = vaelab.load_dataset("mnist-sample")
+        >>> data.train_x.shape  # torch.Size([4000, 1, 28, 28]), uint8
     """
     if name.startswith(("folder:", "npz:")):
         return load_user_dataset(name)

@@ -61,6 +61,13 @@ MODELS = {
         (3, 32, 32),
     ),
 }
+"""Every named model: its family, whether it is conditional, its parameter counts (encoder, decoder)
+at its input shape with 10 classes, and what it is. `vaelab summary NAME` prints its layers.
+
+Examples:
+    >>> sorted(vaelab.MODELS)
+    ['conv', 'conv-cifar', 'conv-small', 'cvae', 'cvae-mlp', 'mlp', 'mlp-iwae', 'mlp-small']
+"""
 
 
 def get_preset(name: str) -> Preset:
@@ -79,6 +86,9 @@ def make_config(name: str, input_shape, num_classes: int, **options):
     """The config of model `name` for data of `input_shape` with `num_classes` classes.
 
     `options` overrides the preset (e.g. latent_dim=16); None values mean "keep the default".
+
+    Examples:
+        >>> config = vaelab.make_config("mlp", (1, 28, 28), 10, latent_dim=8)
     """
     preset = get_preset(name)
     config_cls = FAMILIES[preset.family][0]
@@ -95,7 +105,11 @@ def make_config(name: str, input_shape, num_classes: int, **options):
 
 
 def build_model(name: str, config) -> nn.Module:
-    """The model `name` built from `config` (a config object or the dict saved in a run)."""
+    """The model `name` built from `config` (a config object or the dict saved in a run).
+
+    Examples:
+        >>> model = vaelab.build_model("conv", vaelab.make_config("conv", (1, 28, 28), 10))
+    """
     preset = get_preset(name)
     config_cls, encoder_cls, decoder_cls = FAMILIES[preset.family]
     if isinstance(config, dict):

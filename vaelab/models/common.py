@@ -35,7 +35,11 @@ MAX_PARAMS = 100_000_000  # weights, gradients and Adam's two moments: 1.6 GB in
 @dataclass(frozen=True)
 class ModelConfig:
     """The least config a model needs; your own model's config may be this or any dataclass with
-    these fields (and more)."""
+    these fields (and more).
+
+    Examples:
+        >>> config = vaelab.ModelConfig(input_shape=(1, 28, 28), latent_dim=2)
+    """
 
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of the images
     latent_dim: int = 2
@@ -56,7 +60,13 @@ class Model(Protocol):
 
 class VAE(nn.Module):
     """An encoder x[, y] -> (mu, logvar) and a decoder z[, y] -> logits joined by the
-    reparameterisation: the one model class every family builds."""
+    reparameterisation: the one model class every family builds.
+
+    Examples:
+        >>> config = vaelab.ModelConfig(latent_dim=2)
+        >>> model = vaelab.VAE(config, MyEncoder(config), MyDecoder(config))
+        >>> run = vaelab.train(model, "mnist-sample", epochs=5)
+    """
 
     def __init__(self, config, encoder: nn.Module, decoder: nn.Module):
         super().__init__()

@@ -23,7 +23,14 @@ from vaelab.errors import VaelabError
 
 
 class Callback:
-    """Hooks of the training loop; each does nothing until overridden."""
+    """Hooks of the training loop; each does nothing until overridden.
+
+    Examples:
+        >>> class Print(vaelab.Callback):
+        >>>     def on_epoch_end(self, row, run_dir):
+        >>>         print(row["epoch"], row["test_elbo"])
+        >>> vaelab.train("mlp", "mnist-sample", callbacks=[Print()])
+    """
 
     step_every: int = 50  # steps between on_step calls (each costs one wait for the device)
 

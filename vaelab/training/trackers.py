@@ -65,6 +65,9 @@ class TensorBoard(Callback):
 
         tensorboard --logdir RUN/tensorboard        (pip install 'vaelab[tensorboard]')
         tensorboard --logdir runs/                  (every run: their hyper-parameters side by side)
+
+    Examples:
+        >>> vaelab.train("conv", "mnist-sample", callbacks=[vaelab.TensorBoard(step_every=20)])
     """
 
     def __init__(self, log_dir=None, step_every: int = 50, projector_points: int = 5000):
@@ -144,6 +147,9 @@ class WandbCallback(Callback):
     vaelab run goes on in the same W&B run. Offline: WANDB_MODE=offline, then `wandb sync RUN/wandb`.
 
         vaelab.train(..., callbacks=[vaelab.WandbCallback(project="vae")])   (pip install 'vaelab[wandb]')
+
+    Examples:
+        >>> vaelab.train("conv", "mnist-sample", callbacks=[vaelab.WandbCallback(project="vae")])
     """
 
     def __init__(self, project: str = "vaelab", step_every: int = 50, **init):
@@ -195,6 +201,9 @@ class MLflowCallback(Callback):
     the same MLflow run (found by its tag vaelab.run).
 
         vaelab.train(..., callbacks=[vaelab.MLflowCallback(experiment="vae")])   (pip install 'vaelab[mlflow]')
+
+    Examples:
+        >>> vaelab.train("conv", "mnist-sample", callbacks=[vaelab.MLflowCallback(experiment="vae")])
     """
 
     def __init__(self, experiment: str = "vaelab", tracking_uri: str | None = None, step_every: int = 50):
