@@ -33,6 +33,8 @@ config = vaelab.ModelConfig(latent_dim=2)
 mine = vaelab.train(model=vaelab.VAE(config, Encoder(config), Decoder(config)), dataset="mnist-sample",
                     epochs=2, batch_size=100, out="mine")
 """
+README = (Path(__file__).parents[1] / "README.md").read_text()
+README_CELL = README.split("## From a notebook", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
 CELLS = {
     "train": "import vaelab\n"
     'run = vaelab.train(model="mlp", dataset="mnist-sample", epochs=2, batch_size=500, out="mlp")\nrun',
@@ -44,6 +46,7 @@ CELLS = {
     "print(again.history.rows == run.history.rows, "
     "all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), run.model.state_dict().values())))",
     "own": OWN_MODEL + "mine",
+    "readme": README_CELL.replace("epochs=5)", 'epochs=2, batch_size=500, out="readme")'),
     "own_again": 'print(vaelab.load("mine").history["test_elbo"] == mine.history["test_elbo"])\n'
     "print(mine.report())\nmine.walks()",
     "malformed": "class NoHeads(nn.Module):\n"
@@ -65,6 +68,15 @@ def cells(tmp_path_factory):
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     ).execute()
     return {name: cell.outputs for name, cell in zip(CELLS, notebook.cells, strict=True)}, folder
+
+
+def test_the_readme_block_as_one_cell_shows_what_it_says(cells):
+    outputs, _ = cells
+    printed = text(outputs["readme"])
+    assert printed.count("epoch ") == 2 and printed.strip().splitlines()[-1].startswith("[-")  # the ELBOs
+    (shown,) = data(outputs["readme"], "text/html")
+    assert shown.count("data:image/png;base64,") == 4
+    assert all(f"<figcaption>{name}</figcaption>" in shown for name in ("curves", "scatter", "manifold", "class_grid"))
 
 
 def data(outputs, kind: str) -> list:

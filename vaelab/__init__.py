@@ -20,7 +20,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "evaluate": "vaelab.api",
     "compare": "vaelab.api",
     "sweep": "vaelab.api",
-    "Run": "vaelab.api",
+    "Run": "vaelab.notebook",
     "History": "vaelab.history",
     "load_dataset": "vaelab.data",
     "build_model": "vaelab.models",
