@@ -5,7 +5,7 @@
 from dataclasses import dataclass
 
 from vaelab.data.pixels import BINARIZE_MODES
-from vaelab.device import DEVICES
+from vaelab.device import DEVICES, device_problem
 from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
 from vaelab.models import MODELS, custom
 from vaelab.options import MAX_EPOCHS, MAX_SEED, MAX_STEPS, check, opt
@@ -13,7 +13,7 @@ from vaelab.options import MAX_EPOCHS, MAX_SEED, MAX_STEPS, check, opt
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "mnist-sample")
 RESUME_OVERRIDES = ("epochs", "lr", "clip_grad", "speed")  # what may change when a run is continued
 SPEEDS = ("auto", "eager", "graph", "compile")  # how the step runs: vaelab/training/speed.py
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,11 @@ class TrainConfig:
         choices=BINARIZE_MODES,
     )
     seed: int = opt(0, "seed of weights, data order and z samples", min=0, max=MAX_SEED)
-    device: str = opt("auto", "where to train; auto picks CUDA when present", choices=DEVICES)
+    device: str = opt(
+        "auto",
+        f"where to train: {', '.join(DEVICES)} or cuda:N; auto picks a CUDA GPU, then Apple's (mps)",
+        valid=device_problem,
+    )
     eval_batch_size: int = opt(1000, "images per batch when evaluating the test set", min=1, cap=100_000)
     speed: str = opt(
         "auto",
@@ -75,7 +79,8 @@ class TrainConfig:
     )
     precision: str = opt(
         "fp32",
-        "fp32, or bf16: forward and loss under bfloat16 autocast (weights and Adam stay fp32)",
+        "fp32; bf16: forward and loss under bfloat16 autocast (weights and Adam stay fp32); fp16: under "
+        "float16 autocast with a gradient scaler (GPUs without bfloat16, such as Colab's T4)",
         choices=PRECISIONS,
     )
 

@@ -2,27 +2,52 @@
 
 import os
 import platform
+import re
 
 import torch
 
 from vaelab.errors import VaelabError
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N, the N-th CUDA GPU
+
+
+def device_problem(name) -> str | None:
+    """What is wrong with a device's name, or None: auto, cpu, cuda, cuda:N or mps."""
+    if name in DEVICES or (isinstance(name, str) and re.fullmatch(r"cuda:\d{1,3}", name)):
+        return None
+    return f"must be one of {', '.join(DEVICES)} or cuda:N (the N-th GPU), got {name!r}"
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `name` means on this machine: auto picks a CUDA GPU, else Apple's GPU (mps), else the CPU."""
+    if problem := device_problem(name):
+        raise VaelabError(f"--device {problem}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VaelabError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name not in DEVICES:
-        raise VaelabError(f"the device is one of {', '.join(DEVICES)}, not {name!r}")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise VaelabError(
+                f"--device {name} was asked for but PyTorch sees {count} CUDA GPU"
+                f"{'s' * (count != 1)}; use --device {'cuda:0' if count else 'cpu'} or auto"
+            )
+    if name == "mps" and not mps_available():
+        raise VaelabError(
+            "--device mps (Apple's GPU) was asked for but this PyTorch has none; use --device cpu or auto"
+        )
     return torch.device(name)
+
+
+def mps_available() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
 
 
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 

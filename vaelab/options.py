@@ -64,6 +64,8 @@ def problem(name: str, value, meta) -> str | None:
         return f"{flag} takes at most {meta['items']} values, got {len(value)}"
     if isinstance(value, tuple) and "choices" not in meta:  # e.g. --channels 32,64: each value
         return next((p for v in value if (p := problem(name, v, meta))), None)
+    if "valid" in meta and (wrong := meta["valid"](value)):  # a check no range or list of choices says
+        return f"{flag} {wrong}"
     if "choices" in meta and value not in meta["choices"]:
         return f"{flag} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}"
     if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -91,3 +91,23 @@ def test_cuda_graph_follows_the_kl_warmup_and_clipping(tmp_path):
     settings = dict(model="mlp", kl_warmup=1.0, clip_grad=5.0, device="cuda", lr_warmup=10)
     eager, graph = (run(tmp_path, speed, speed=speed, **settings) for speed in ("eager", "graph"))
     assert_same(eager, graph, rel=1e-4)
+
+
+def test_fp16_scales_the_gradients_and_resumes_with_its_scaler(tmp_path):
+    """float16 autocast with a gradient scaler (Colab's T4 has no bfloat16): it trains near fp32, and
+    a run stopped after an epoch resumes to the same weights, its scaler's scale and count kept."""
+    settings = dict(model="mlp", dataset="mnist-sample", batch_size=250, precision="fp16")
+    straight = train(TrainConfig(**settings, epochs=2), out=str(tmp_path / "straight"), progress=False)
+    halted = train(TrainConfig(**settings, epochs=1), out=str(tmp_path / "halted"), progress=False)
+    resume(halted, epochs=2, progress=False)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(halted / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fp32 = train(TrainConfig(**{**settings, "precision": "fp32"}, epochs=2), out=str(tmp_path / "fp32"), progress=False)
+    assert read_metrics(straight)[-1]["test_elbo"] == pytest.approx(read_metrics(fp32)[-1]["test_elbo"], abs=15)
+
+
+def test_fp16_never_runs_in_a_cuda_graph():
+    model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
+    with pytest.raises(VaelabError, match="fp16 scales the gradients"):
+        plan("graph", torch.device("cuda"), model, precision="fp16")
+    assert plan("auto", torch.device("cuda"), model, precision="fp16").mode == "eager"

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from vaelab.data.pixels import BINARIZE_MODES
-from vaelab.device import DEVICES
+from vaelab.device import device_problem
 from vaelab.options import MAX_SEED, check, opt
 
 
@@ -42,7 +42,7 @@ class EvalConfig:
         "up to 15 on a small one",
         min=1,
     )
-    device: str = opt("auto", "where to evaluate; auto picks CUDA when present", choices=DEVICES)
+    device: str = opt("auto", "where to evaluate: auto, cpu, cuda, cuda:N or mps", valid=device_problem)
 
     def __post_init__(self):
         check(self)

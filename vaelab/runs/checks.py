@@ -268,6 +268,18 @@ def check_adam_steps(optimizer, done: int, path: Path) -> None:
             )
 
 
+def scaler_ok(scaler) -> bool:
+    """An fp16 run's gradient scaler as a checkpoint keeps it: a finite positive scale, a count of steps."""
+    return (
+        isinstance(scaler, dict)
+        and set(scaler) == {"scale", "growth_tracker"}
+        and type(scaler["scale"]) in (int, float)
+        and 0 < scaler["scale"] < math.inf
+        and type(scaler["growth_tracker"]) is int
+        and scaler["growth_tracker"] >= 0
+    )
+
+
 def check_position(position, steps: int, epochs: int, terms: int, path: Path) -> str:
     """Where a checkpoint stands ("end of epoch 3", "epoch 4, step 17"), once its position is one
     training can be at (epochs done, steps done in the next epoch below `steps`, finite partial sums,
@@ -284,6 +296,7 @@ def check_position(position, steps: int, epochs: int, terms: int, path: Path) ->
         and all(type(v) in (int, float) and math.isfinite(v) for v in sums)
         and type(position.get("seconds")) in (int, float)
         and 0 <= position["seconds"] < math.inf
+        and scaler_ok(position.get("scaler", {"scale": 1.0, "growth_tracker": 0}))
     )
     if not ok:
         raise CheckpointError(

@@ -35,7 +35,14 @@ from vaelab.training.stopping import Interrupted, StopSignals, stop_requested
 
 
 def train_step(
-    model, optimizer, inputs: tuple, beta, objective: Objective, clip_grad: float | None, autocast=nullcontext
+    model,
+    optimizer,
+    inputs: tuple,
+    beta,
+    objective: Objective,
+    clip_grad: float | None,
+    autocast=nullcontext,
+    scaler=None,
 ) -> torch.Tensor:
     """One Adam step on a batch, inputs = (x, y, eps, prior_z): images, labels, the posterior's
     N(0, I) noise and the prior draws the objective asks for (or None); beta, a float or a 0-d
@@ -48,12 +55,19 @@ def train_step(
         terms = objective(logits, x, mu, logvar, z, prior_z, beta)
     terms = terms.float()
     optimizer.zero_grad(set_to_none=True)
-    terms[0].backward()
+    (terms[0] if scaler is None else scaler.scale(terms[0])).backward()
     if clip_grad:
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        total = torch.where(torch.isfinite(norm), terms[:1], norm.reshape(1))  # a non-finite gradient shows as the loss
-        terms = torch.cat([total, terms[1:]])
-    optimizer.step()
+        if scaler is None:  # with a scaler an overflow skips the step instead
+            total = torch.where(torch.isfinite(norm), terms[:1], norm.reshape(1))  # a non-finite gradient shows
+            terms = torch.cat([total, terms[1:]])
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return terms.detach()
 
 
@@ -154,7 +168,7 @@ def fit(
     """
     objective = Objective.from_settings(cfg)
     device = next(model.parameters()).device
-    how = speed.plan(cfg.speed, device, model, ranks.world)
+    how = speed.plan(cfg.speed, device, model, ranks.world, cfg.precision)
     speed.prepare(how, model)
     optimizer = torch.optim.Adam(
         model.parameters(),
@@ -173,9 +187,10 @@ def fit(
     saved_at = None  # where the last good checkpoint stands, for the advice after a divergence
     if resume:
         position, saved_at = restore(run_dir, cfg, objective, model, optimizer, order, how, steps, ranks)
-    step = speed.Stepper(
+    stepper = speed.Stepper(
         partial(train_step, objective=objective, clip_grad=cfg.clip_grad), how, trained, optimizer, cfg.precision
     )
+    speed.load_scaler(stepper, position)
     callbacks = callbacks if ranks.main else ()  # the process that writes the run folder tells
     for callback in callbacks:
         callback.on_train_begin(run_dir)
@@ -185,6 +200,7 @@ def fit(
         if ranks.main:
             rng = {**rng_state(order, device), "order": order_state}
             where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
+            where |= speed.scaler_state(stepper)
             runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer, where, rng)
         distributed.wait_for_all(ranks)  # the others stop once it is written (see the end of fit)
 
@@ -211,7 +227,7 @@ def fit(
                 if objective.needs_prior_sample
                 else None
             )
-            loss = step((x, train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
+            loss = stepper((x, train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 untouched = done == 0  # no update yet: the model or the data, not the learning rate
                 raise VaelabError(
@@ -237,7 +253,8 @@ def fit(
             raise VaelabError(
                 f"the loss became non-finite in epoch {epoch} ({row}). " + divergence_advice(cfg, run_dir, saved_at)
             )
-        position, saved_at = {**start_position(objective), "epoch": epoch}, f"end of epoch {epoch}"
+        position = {**start_position(objective), "epoch": epoch, **speed.scaler_state(stepper)}
+        saved_at = f"end of epoch {epoch}"
         if ranks.main:
             end_of_epoch(
                 run_dir,

@@ -20,7 +20,9 @@ the system and faulted in again as zeroed pages, which on a 2-core machine cost 
 time per Fashion-MNIST epoch and made epoch times swing by 50% from run to run.
 
 `--precision bf16` runs forward and loss under bfloat16 autocast (weights, Adam and the loss
-sums stay float32); its effect on the test ELBO is measured in bench/README.md.
+sums stay float32); its effect on the test ELBO is measured in bench/README.md. `--precision fp16`
+runs them under float16 autocast with a gradient scaler, for GPUs without bfloat16 (Colab's T4);
+the scaler checks the gradients on the host, so fp16 runs eagerly, never in a CUDA graph.
 """
 
 import ctypes
@@ -52,10 +54,21 @@ def has_convolutions(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
 
 
-def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 1) -> Plan:
-    """The mode for `speed` on `device`; refuses graph where it cannot run."""
+def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 1, precision: str = "fp32") -> Plan:
+    """The mode for `speed` on `device`; refuses graph where it cannot run, and a precision the
+    device lacks."""
     if speed not in SPEEDS:
         raise VaelabError(f"--speed is one of {', '.join(SPEEDS)}, not {speed!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise VaelabError(
+            f"--precision bf16 needs bfloat16, which {torch.cuda.get_device_name(device)} lacks; use --precision fp16 "
+            f"(float16 with a gradient scaler) or fp32"
+        )
+    if precision == "fp16" and speed == "graph":
+        raise VaelabError(
+            "--precision fp16 scales the gradients with a scaler that checks them on the host every step, "
+            "which a CUDA graph cannot replay; use --speed auto (eager) with fp16, or --precision bf16 with graph"
+        )
     if speed == "graph" and device.type != "cuda":
         raise VaelabError(
             "--speed graph captures the step in a CUDA graph and needs a CUDA device; "
@@ -67,7 +80,7 @@ def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 
         )
     if speed == "auto":
         if device.type == "cuda":
-            return Plan("graph" if world == 1 else "eager", False)
+            return Plan("graph" if world == 1 and precision != "fp16" else "eager", False)
         return Plan("eager", device.type == "cpu" and has_convolutions(model))
     return Plan(speed, False)
 
@@ -113,7 +126,10 @@ class Stepper:
             raise VaelabError(f"--precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.plan, self.model, self.optimizer = p, model, optimizer
         self.device = next(model.parameters()).device
-        self.step = partial(step, autocast=autocast_for(precision, self.device))
+        # float16's range is narrow: the loss is scaled up before backward, the gradients down before
+        # Adam, and steps whose gradients overflow are skipped (Micikevicius et al. 2018, Mixed Precision Training)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.step = partial(step, autocast=autocast_for(precision, self.device), scaler=self.scaler)
         if p.mode == "compile":  # the model (forward and, through AOTAutograd, backward); Adam stays
             self.model = torch.compile(model)  # eager, so a changing lr or beta never recompiles
         self.done, self.graph, self.static = 0, None, None
@@ -175,8 +191,25 @@ class Stepper:
 
 
 def autocast_for(precision: str, device: torch.device):
-    """A context-manager factory for the step's forward and loss: bfloat16 autocast (its cache
-    off, as CUDA graphs require) or nothing."""
+    """A context-manager factory for the step's forward and loss: bfloat16 or float16 autocast (its
+    cache off, as CUDA graphs require) or nothing."""
     if precision == "fp32":
         return nullcontext
-    return partial(torch.autocast, device.type, dtype=torch.bfloat16, cache_enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return partial(torch.autocast, device.type, dtype=dtype, cache_enabled=False)
+
+
+def scaler_state(stepper: "Stepper") -> dict:
+    """What a checkpoint keeps of an fp16 run's gradient scaler (nothing for other precisions)."""
+    if stepper.scaler is None:
+        return {}
+    state = stepper.scaler.state_dict()
+    return {"scaler": {"scale": float(state["scale"]), "growth_tracker": int(state["_growth_tracker"])}}
+
+
+def load_scaler(stepper: "Stepper", position: dict) -> None:
+    """Put an fp16 run's gradient scaler back as its checkpoint kept it."""
+    saved = position.get("scaler")
+    if stepper.scaler is not None and saved is not None:
+        state = stepper.scaler.state_dict()
+        stepper.scaler.load_state_dict({**state, "scale": saved["scale"], "_growth_tracker": saved["growth_tracker"]})
