@@ -3,6 +3,7 @@ that run without vaelab, weights loadable in plain PyTorch, and packaging that s
 
 import ast
 import json
+import logging
 import os
 import re
 import shutil
@@ -340,3 +341,29 @@ def test_the_help_does_not_wait_for_pytorch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("False"), result.stdout[-500:] + result.stderr
+
+
+def test_what_vaelab_says_goes_through_logging_and_can_be_quieted_or_routed(tmp_path, capsys, caplog):
+    vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=tmp_path / "a", progress=False, verbose=0)
+    assert "epoch 1/1" not in capsys.readouterr().out
+    assert logging.getLogger("vaelab").level == logging.INFO  # put back after the call
+    vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=tmp_path / "b", progress=False)
+    assert "epoch 1/1" in capsys.readouterr().out
+    assert "epoch 1/1" in caplog.text  # a record of logging, which an application's handlers receive too
+
+
+def test_quiet_on_the_command_line(tmp_path, capsys):
+    from vaelab import cli
+
+    argv = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", "--batch-size", "500"]
+    assert cli.main([*argv, "--out", tmp_path / "run", "--no-report", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" not in out and out.startswith("run folder:")  # the command's result stays
+
+
+def test_export_leaves_the_onnx_loggers_level_as_it_found_it(tmp_path):
+    pytest.importorskip("onnxscript")
+    run = vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=tmp_path / "run", progress=False)
+    logging.getLogger("torch.onnx").setLevel(logging.DEBUG)
+    run.export("onnx", "decoder")
+    assert logging.getLogger("torch.onnx").level == logging.DEBUG

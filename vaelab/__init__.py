@@ -11,6 +11,8 @@ without importing PyTorch.
 
 import importlib
 
+from vaelab import log
+
 __version__ = "0.2.0"
 
 _EXPORTS = {  # public name -> the module that defines it
@@ -37,6 +39,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "export": "vaelab.api",
 }
 __all__ = [*_EXPORTS, "__version__"]
+log.setup()  # vaelab's lines go through logging: vaelab/log.py
 
 
 def __getattr__(name: str):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
+from vaelab.log import verbosity
 from vaelab.models import custom
 from vaelab.notebook import Run
 
@@ -65,6 +66,7 @@ def train(
     out=None,
     overwrite: bool = False,
     progress: bool = True,
+    verbose: int | bool | None = None,
     callbacks=(),
     **unknown,
 ) -> "Run":
@@ -77,7 +79,8 @@ def train(
         memory: numpy arrays or tensors x, (x, y), ((x_train, y_train), (x_test, y_test)), a dict of
         them, a torch Dataset or DataLoader (without a test split a seeded 10% is held out).
     out, overwrite: the run folder (default runs/MODEL-DATASET-TIMESTAMP), and whether to replace one.
-    progress: a progress bar; callbacks: vaelab.Callback objects (vaelab.TensorBoard(), your own).
+    progress: a progress bar; verbose: 0 warnings only, 1 a line per epoch (the default), 2 everything;
+    callbacks: vaelab.Callback objects (vaelab.TensorBoard(), your own).
 
     Examples:
         >>> run = vaelab.train("conv", "mnist-sample", epochs=5, latent_dim=2)
@@ -105,17 +108,18 @@ def train(
         [f"model={model!r}" if not own else f"model={type(model).__name__}(...)", f"dataset={shown}"]
         + [f"{k}={v!r}" for k, v in changed.items()]
     )
-    folder = train_run(
-        cfg,
-        options,
-        out=out,
-        overwrite=overwrite,
-        progress=progress,
-        model=model if own else None,
-        command=f"vaelab.train({call})",
-        callbacks=callbacks,
-        data=data,
-    )
+    with verbosity(verbose):
+        folder = train_run(
+            cfg,
+            options,
+            out=out,
+            overwrite=overwrite,
+            progress=progress,
+            model=model if own else None,
+            command=f"vaelab.train({call})",
+            callbacks=callbacks,
+            data=data,
+        )
     return Run.open(folder, model=model if own else None, data=data)
 
 
@@ -164,7 +168,14 @@ train.__doc__ += settings_help()
 
 
 def resume(
-    run, progress: bool = True, model=None, callbacks=(), trust_code: bool = False, data=None, **overrides
+    run,
+    progress: bool = True,
+    model=None,
+    callbacks=(),
+    trust_code: bool = False,
+    data=None,
+    verbose: int | bool | None = None,
+    **overrides,
 ) -> "Run":
     """Continue a run (a Run or its folder) from its last checkpoint; `overrides` may set epochs,
     lr, clip_grad and speed (nothing else of a run changes when it continues); `trust_code` and `data`
@@ -180,9 +191,10 @@ def resume(
         data = data if data is not None else run.given_data
         run = run.dir
     data = as_data(data)
-    folder = resume_run(
-        run, progress=progress, model=model, callbacks=callbacks, trust_code=trust_code, data=data, **overrides
-    )
+    with verbosity(verbose):
+        folder = resume_run(
+            run, progress=progress, model=model, callbacks=callbacks, trust_code=trust_code, data=data, **overrides
+        )
     return Run.open(folder, model=model, data=data)
 
 

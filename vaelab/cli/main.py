@@ -15,6 +15,7 @@ import sys
 from vaelab.cli import make, read
 from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
+from vaelab.log import verbosity
 from vaelab.options import caller
 
 SUBCOMMANDS = (
@@ -47,6 +48,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         name = add.__name__.removeprefix("add_").removesuffix("_parser")
         if argv is None or name == chosen:
             add(sub)
+            quiet = sub.choices[name].add_mutually_exclusive_group()
+            quiet.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no line per epoch")
+            quiet.add_argument("-v", "--verbose", action="store_true", help="more detail: what vaelab chose and why")
         else:
             sub.add_parser(name, help=HELP[name])
     return parser
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv).parse_args(argv)
         args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
         args.argv = argv
-        with caller("cli"):  # advice names flags, not keywords
+        verbose = 0 if getattr(args, "quiet", False) else 2 if getattr(args, "verbose", False) else 1
+        with caller("cli"), verbosity(verbose):  # advice names flags, not keywords
             code = args.handler(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code

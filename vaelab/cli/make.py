@@ -9,7 +9,7 @@ from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
 
 # the flags a --resume takes besides the settings it may change
-RESUME_KEEPS = ("resume", "no_progress", "no_report", "nproc", "tensorboard", "trust_code")
+RESUME_KEEPS = ("resume", "no_progress", "no_report", "nproc", "tensorboard", "trust_code", "quiet", "verbose")
 
 
 # ---- train ---------------------------------------------------------------------------------------

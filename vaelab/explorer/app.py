@@ -9,7 +9,7 @@ server.py. The web framework (Starlette) and server (uvicorn) are the optional e
 CLI and training never need them.
 """
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from vaelab.explorer.server import (
     read_body,
 )
 
+log = logging.getLogger(__name__)
 SLOW = ("interpolate", "grid")  # endpoints that decode many images: run in a worker thread
 STATIC = {
     "/": ("explorer.html", "text/html; charset=utf-8"),
@@ -101,16 +102,14 @@ def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000, trust_code:
     with listen(host, port) as sock:  # before the runs load, so a busy port fails at once
         torch.set_num_threads(1)  # single decodes are latency-bound; more threads only add hand-offs
         app = create_app(load_runs(run_dirs, trust_code), allowed_hosts(host, sock))
-        print(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)", flush=True)
+        log.info(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)")
         if not is_loopback(sock.getsockname()[0]):
-            print(
+            log.warning(
                 f"vaelab explorer: warning: listening on {host}, so anyone who can reach this machine can use "
-                f"the explorer, which has no login; --host 127.0.0.1 keeps it to this machine",
-                file=sys.stderr,
-                flush=True,
+                f"the explorer, which has no login; --host 127.0.0.1 keeps it to this machine"
             )
         config = uvicorn.Config(app, log_level="warning", http=guarded_protocol(), timeout_keep_alive=5)
         try:
             uvicorn.Server(config).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the intent
-            print("vaelab explorer: stopped")
+            log.info("vaelab explorer: stopped")

@@ -8,6 +8,7 @@ up with the epoch's first images, so an epoch takes as many steps as a DataLoade
 partial batch. What the step minimises is the run's `Objective` (vaelab/losses.py).
 """
 
+import logging
 import signal
 import time
 from contextlib import nullcontext
@@ -32,6 +33,8 @@ from vaelab.training.distributed import Ranks, sum_all
 from vaelab.training.schedule import kl_weight, learning_rate, warmup_steps
 from vaelab.training.state import match_layouts, rng_state, set_rng_state
 from vaelab.training.stopping import Interrupted, StopSignals, stop_requested
+
+log = logging.getLogger(__name__)
 
 
 def train_step(
@@ -310,7 +313,7 @@ def restore(
     runs.check_adam_steps(optimizer, position["epoch"] * steps + position["step"], run_dir / runs.CHECKPOINT)
     notes = runs.resume_notes(runs.read_metrics(run_dir), position["epoch"], cfg.epochs, run_dir)
     for note in notes if ranks.main else []:
-        print(note, flush=True)
+        log.info(note)
     return position, saved_at
 
 
@@ -328,16 +331,15 @@ def end_of_epoch(
 ) -> None:
     """Commit the epoch's files, say how it went, and tell the callbacks."""
     runs.commit_epoch(run_dir, model, cfg.model, optimizer, position, rng, row, recon, config)
-    print(
+    log.info(
         f"epoch {row['epoch']}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
         f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
-        f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s",
-        flush=True,
+        f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
     )
     for callback in callbacks:
         callback.on_epoch_end(row, run_dir)
     if row["epoch"] == cfg.epochs and (notice := collapse_notice(row, cfg, run_dir)):
-        print(notice, flush=True)
+        log.info(notice)
 
 
 def tell_step(callbacks, step: int, loss: torch.Tensor, optimizer, beta, epoch: int) -> None:

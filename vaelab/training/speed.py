@@ -26,6 +26,7 @@ the scaler checks the gradients on the host, so fp16 runs eagerly, never in a CU
 """
 
 import ctypes
+import logging
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import torch
 from vaelab.config import PRECISIONS, SPEEDS
 from vaelab.errors import VaelabError
 
+log = logging.getLogger(__name__)
 WARMUP = 3  # eager steps on a side stream before capture
 
 
@@ -149,11 +151,7 @@ class Stepper:
             return self.capture(inputs, beta)
         except Exception as e:  # anything capture cannot handle: carry on eagerly
             torch.cuda.synchronize(self.device)
-            print(
-                f"note: CUDA graph capture failed ({type(e).__name__}: {e}); training goes on in eager mode",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.warning(f"note: CUDA graph capture failed ({type(e).__name__}: {e}); training goes on in eager mode")
             self.plan = Plan("eager", False)
             return self.step(self.model, self.optimizer, inputs, beta)
 
