@@ -219,6 +219,17 @@ def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
     assert sum(p.numel() for p in part.parameters()) == sum(p.numel() for p in cvae.model.decoder.parameters())
 
 
+def test_the_docs_onnx_example_decodes_a_latent_point_in_plain_python(logged, tmp_path):
+    pytest.importorskip("onnxruntime")
+    (decoder,) = logged[0].export("onnx", "decoder")
+    shutil.copy(decoder, tmp_path / "decoder.onnx")  # the file alone
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plain-pytorch.md").read_text(), re.S)
+    example = next(b for b in blocks if "onnxruntime" in b).split("import torch")[0]
+    code = example.replace("RUN/export/", "") + "import sys; assert 'vaelab' not in sys.modules; print(images.shape)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "(16, 1, 28, 28)", result.stderr
+
+
 def test_the_plain_pytorch_recipe_in_the_docs_runs(cvae, tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plain-pytorch.md").read_text(), re.S)
     recipe = next(b for b in blocks if "load_state_dict" in b).replace("RUN/", f"{cvae.dir}/")
