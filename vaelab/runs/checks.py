@@ -6,6 +6,7 @@ dtype and values, every config field's type and range, every metrics row and the
 position. A failed check raises CheckpointError or VaelabError naming the file, the field and
 the fix. vaelab/runs/folder.py and weights.py call these where it reads each file.
 """
+
 import json
 import math
 import re
@@ -26,14 +27,21 @@ WORDS = {3: "three", 4: "four"}
 
 # ---- config.json ---------------------------------------------------------------------------------
 
+
 def check_config(config, path: Path) -> dict:
     """config.json's content, once every field a reader uses has the right type and range."""
+
     def bad(field: str, problem: str) -> VaelabError:
         return VaelabError(f"{path}: {field} {problem}; the file was edited or damaged: {RESTORE}")
+
     if not isinstance(config, dict):
         raise bad("the content", "is not a JSON object")
-    for key, kind, what in (("model", str, "a model name"), ("model_config", dict, "a JSON object"),
-                            ("train", dict, "a JSON object"), ("data", dict, "a JSON object")):
+    for key, kind, what in (
+        ("model", str, "a model name"),
+        ("model_config", dict, "a JSON object"),
+        ("train", dict, "a JSON object"),
+        ("data", dict, "a JSON object"),
+    ):
         if not isinstance(config.get(key), kind):
             raise bad(f'"{key}"', f"must be {what}, got {config.get(key)!r}")
     known = {f.name for f in fields(TrainConfig)}
@@ -43,7 +51,9 @@ def check_config(config, path: Path) -> dict:
         raise bad('"train"', f"fails a check ({e})") from None
     data = config["data"]
     classes, shape = data.get("classes"), data.get("image_shape")
-    if not (isinstance(classes, list) and 1 <= len(classes) <= MAX_CLASSES and all(isinstance(c, str) for c in classes)):
+    if not (
+        isinstance(classes, list) and 1 <= len(classes) <= MAX_CLASSES and all(isinstance(c, str) for c in classes)
+    ):
         raise bad('"data.classes"', f"must be a list of 1 to {MAX_CLASSES} class names")
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
         raise bad('"data.image_shape"', f"must be [C, H, W], got {shape!r}")
@@ -54,6 +64,7 @@ def check_config(config, path: Path) -> dict:
 
 
 # ---- a new run's folder --------------------------------------------------------------------------
+
 
 def check_new_run_dir(run_dir: Path, overwrite: bool, run_files) -> None:
     """Refuse a run folder that holds anything but a run (`run_files`), or anything at all
@@ -68,21 +79,26 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files) -> None:
         )
     foreign = [n for n in entries if n not in run_files and not re.fullmatch(r"\..+\.tmp", n)]
     if foreign:
-        raise VaelabError(f"--overwrite replaces a run folder, but {run_dir} also holds {', '.join(foreign[:3])}"
-                          f"{' ...' if len(foreign) > 3 else ''}, which vaelab did not write: move them away, "
-                          f"or pick another --out")
+        raise VaelabError(
+            f"--overwrite replaces a run folder, but {run_dir} also holds {', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''}, which vaelab did not write: move them away, "
+            f"or pick another --out"
+        )
 
 
 # ---- metrics.jsonl -------------------------------------------------------------------------------
+
 
 def metrics_rows(path: Path) -> list[dict]:
     """The rows of metrics.jsonl, read and checked."""
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise VaelabError(f"{path} has a line that is not JSON ({e}): the file was edited or damaged; delete "
-                          f"that line and the ones after it, then continue with `vaelab train --resume "
-                          f"{path.parent}`") from None
+        raise VaelabError(
+            f"{path} has a line that is not JSON ({e}): the file was edited or damaged; delete "
+            f"that line and the ones after it, then continue with `vaelab train --resume "
+            f"{path.parent}`"
+        ) from None
     return check_metrics(rows, path)
 
 
@@ -94,15 +110,20 @@ def check_metrics(rows: list, path: Path) -> list[dict]:
         where = f"{path} line {i + 1}"
         epoch = row.get("epoch") if isinstance(row, dict) else None
         if type(epoch) is not int or epoch <= last:
-            raise VaelabError(f"{where} is not the row of an epoch after {last}: the file was edited or "
-                              f"damaged; delete that line and the ones after it, then continue with "
-                              f"`vaelab train --resume {path.parent}`, or {RESTORE}")
+            raise VaelabError(
+                f"{where} is not the row of an epoch after {last}: the file was edited or "
+                f"damaged; delete that line and the ones after it, then continue with "
+                f"`vaelab train --resume {path.parent}`, or {RESTORE}"
+            )
         last = epoch
-        wrong = [k for k, v in row.items() if k.startswith(NUMBERS) and
-                 (type(v) not in (int, float) or not math.isfinite(v))]
+        wrong = [
+            k for k, v in row.items() if k.startswith(NUMBERS) and (type(v) not in (int, float) or not math.isfinite(v))
+        ]
         if wrong:
-            raise VaelabError(f"{where}: {wrong[0]} is {row[wrong[0]]!r}, not a finite number; the file "
-                              f"was edited or damaged: {RESTORE}")
+            raise VaelabError(
+                f"{where}: {wrong[0]} is {row[wrong[0]]!r}, not a finite number; the file "
+                f"was edited or damaged: {RESTORE}"
+            )
     return rows
 
 
@@ -111,19 +132,26 @@ def resume_notes(rows: list[dict], epoch: int, epochs: int, run_dir: Path) -> li
     that metrics.jsonl disagrees with the checkpoint (an older vaelab killed between an epoch's files)."""
     last, notes = (rows[-1]["epoch"] if rows else 0), []
     if last < epoch:
-        notes.append(f"note: metrics.jsonl ends at epoch {last} but the checkpoint at epoch {epoch}: the rows in "
-                     f"between were lost when an earlier vaelab was stopped between the files of an epoch; "
-                     f"training goes on from the checkpoint")
+        notes.append(
+            f"note: metrics.jsonl ends at epoch {last} but the checkpoint at epoch {epoch}: the rows in "
+            f"between were lost when an earlier vaelab was stopped between the files of an epoch; "
+            f"training goes on from the checkpoint"
+        )
     elif last > epoch:
-        notes.append(f"note: metrics.jsonl has rows up to epoch {last} but the checkpoint is at epoch {epoch}; "
-                     f"the rows after it are replaced as those epochs are trained again")
+        notes.append(
+            f"note: metrics.jsonl has rows up to epoch {last} but the checkpoint is at epoch {epoch}; "
+            f"the rows after it are replaced as those epochs are trained again"
+        )
     if epoch == epochs:
-        notes.append(f"{run_dir} has already trained its {epochs} epoch{'s' * (epochs != 1)}; nothing to do "
-                     f"(to train longer: vaelab train --resume {run_dir} --epochs {epochs + 10})")
+        notes.append(
+            f"{run_dir} has already trained its {epochs} epoch{'s' * (epochs != 1)}; nothing to do "
+            f"(to train longer: vaelab train --resume {run_dir} --epochs {epochs + 10})"
+        )
     return notes
 
 
 # ---- weights, Adam's state, random generators ------------------------------------------------------
+
 
 def check_tensors(found: dict, expected: dict, path: Path, what: str) -> None:
     """`found` has exactly the names of `expected` ({name: tensor}), each with its shape and
@@ -131,13 +159,17 @@ def check_tensors(found: dict, expected: dict, path: Path, what: str) -> None:
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or extra:
         names = f"lacks {missing[0]}" if missing else f"has an unexpected tensor {extra[0]}"
-        raise CheckpointError(f"{path}: the {what} {names} ({len(missing)} missing, {len(extra)} unexpected): "
-                              f"it does not belong to this model; {RESTORE}")
+        raise CheckpointError(
+            f"{path}: the {what} {names} ({len(missing)} missing, {len(extra)} unexpected): "
+            f"it does not belong to this model; {RESTORE}"
+        )
     for name, want in expected.items():
         got = found[name]
         if got.shape != want.shape or got.dtype != want.dtype:
-            raise CheckpointError(f"{path}: {name} is {got.dtype} {list(got.shape)}, the model needs "
-                                  f"{want.dtype} {list(want.shape)}: the file is damaged or foreign; {RESTORE}")
+            raise CheckpointError(
+                f"{path}: {name} is {got.dtype} {list(got.shape)}, the model needs "
+                f"{want.dtype} {list(want.shape)}: the file is damaged or foreign; {RESTORE}"
+            )
         if got.is_floating_point() and not torch.isfinite(got).all():
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values: the file is damaged; {RESTORE}")
 
@@ -146,8 +178,10 @@ def read_bounded(path: Path, limit: int) -> bytes:
     """A weights file's bytes, refused unread when larger than any file vaelab writes."""
     size = path.stat().st_size
     if size > limit:
-        raise CheckpointError(f"{path} is {size:,} bytes, more than the largest model vaelab builds can fill "
-                              f"({limit:,}, from vaelab.models.MAX_PARAMS): it is not a vaelab file")
+        raise CheckpointError(
+            f"{path} is {size:,} bytes, more than the largest model vaelab builds can fill "
+            f"({limit:,}, from vaelab.models.MAX_PARAMS): it is not a vaelab file"
+        )
     return path.read_bytes()
 
 
@@ -164,7 +198,7 @@ def checkpoint_parts(rest: dict, optimizer, path: Path) -> tuple[dict, dict, dic
             _, index, field = (key.split(".", 2) + ["", ""])[:3]
             state.setdefault(int(index) if re.fullmatch(r"\d{1,6}", index) else index, {})[field] = value
     check_adam_state(optimizer, state, path)
-    rng = {key[len("rng."):]: v for key, v in rest.items() if key.startswith("rng.")}
+    rng = {key[len("rng.") :]: v for key, v in rest.items() if key.startswith("rng.")}
     check_rng(rng, path)
     return position, state, rng
 
@@ -187,8 +221,10 @@ def check_adam_state(optimizer: torch.optim.Optimizer, state: dict, path: Path) 
     for i in state:
         step, squares = state[i]["step"], state[i]["exp_avg_sq"]
         if not (step >= 1 and step == step.round()) or (squares < 0).any():
-            raise CheckpointError(f"{path}: optim.{i} holds an impossible Adam state (step {step.item()}, "
-                                  f"or a negative second moment): the file is damaged; {RESTORE}")
+            raise CheckpointError(
+                f"{path}: optim.{i} holds an impossible Adam state (step {step.item()}, "
+                f"or a negative second moment): the file is damaged; {RESTORE}"
+            )
 
 
 def check_rng(rng: dict, path: Path) -> None:
@@ -207,18 +243,29 @@ def check_position(position, steps: int, epochs: int, terms: int, path: Path) ->
     training can be at (epochs done, steps done in the next epoch below `steps`, finite partial sums,
     `terms` of them inside an epoch, seconds >= 0) and not past the run's `epochs`."""
     sums = position.get("sums") if isinstance(position, dict) else None
-    ok = (isinstance(position, dict) and type(position.get("epoch")) is int and position["epoch"] >= 0
-          and type(position.get("step")) is int and 0 <= position["step"] < steps
-          and isinstance(sums, list) and len(sums) in ((terms,) if position["step"] else (3, terms))
-          and all(type(v) in (int, float) and math.isfinite(v) for v in sums)
-          and type(position.get("seconds")) in (int, float) and 0 <= position["seconds"] < math.inf)
+    ok = (
+        isinstance(position, dict)
+        and type(position.get("epoch")) is int
+        and position["epoch"] >= 0
+        and type(position.get("step")) is int
+        and 0 <= position["step"] < steps
+        and isinstance(sums, list)
+        and len(sums) in ((terms,) if position["step"] else (3, terms))
+        and all(type(v) in (int, float) and math.isfinite(v) for v in sums)
+        and type(position.get("seconds")) in (int, float)
+        and 0 <= position["seconds"] < math.inf
+    )
     if not ok:
-        raise CheckpointError(f"{path}: its position {position!r} is not one training can be at (epochs done, "
-                              f"step from 0 to {steps - 1}, {WORDS.get(terms, terms)} finite sums, seconds >= 0): the file was "
-                              f"edited or damaged; {RESTORE}")
+        raise CheckpointError(
+            f"{path}: its position {position!r} is not one training can be at (epochs done, "
+            f"step from 0 to {steps - 1}, {WORDS.get(terms, terms)} finite sums, seconds >= 0): the file was "
+            f"edited or damaged; {RESTORE}"
+        )
     epoch, step = position["epoch"], position["step"]
     if epoch + (step > 0) > epochs:
         where = f"inside epoch {epoch + 1}" if step else f"at the end of epoch {epoch}"
-        raise VaelabError(f"{path.parent} is {where}, past the {epochs} epoch{'s' * (epochs != 1)} its settings "
-                          f"say; continue it with vaelab train --resume {path.parent} --epochs {epoch + (step > 0)}")
+        raise VaelabError(
+            f"{path.parent} is {where}, past the {epochs} epoch{'s' * (epochs != 1)} its settings "
+            f"say; continue it with vaelab train --resume {path.parent} --epochs {epoch + (step > 0)}"
+        )
     return f"epoch {epoch + 1}, step {step}" if step else f"end of epoch {epoch}"

@@ -17,6 +17,7 @@ Every file is written atomically (vaelab/files.py), so a killed process leaves t
 complete file; the files of an epoch are replaced together (`commit_epoch`, journal.py).
 One process at a time writes a run (lock.py). Everything read back is checked first (checks.py).
 """
+
 import csv
 import io
 import json
@@ -42,13 +43,28 @@ CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.sa
 METRICS, METRICS_CSV = "metrics.jsonl", "metrics.csv"
 RECON, FIGURES = "recon", "figures"
 REPORT, EVAL, SAMPLES = "report.html", "eval.json", "samples.png"
-RUN_FILES = (CHECKPOINT, CONFIG, WEIGHTS, METRICS, METRICS_CSV, RECON, FIGURES, REPORT, EVAL, SAMPLES,
-             journal.STAGE, LOCK)  # everything vaelab puts in a run folder; the checkpoint first
-EPOCH_FILES = re.compile(r"(config\.json|model\.safetensors|checkpoint\.safetensors|metrics\.jsonl|"
-                         r"metrics\.csv|recon/epoch_\d{3,}\.png)")  # what an epoch's commit may replace
+RUN_FILES = (
+    CHECKPOINT,
+    CONFIG,
+    WEIGHTS,
+    METRICS,
+    METRICS_CSV,
+    RECON,
+    FIGURES,
+    REPORT,
+    EVAL,
+    SAMPLES,
+    journal.STAGE,
+    LOCK,
+)  # everything vaelab puts in a run folder; the checkpoint first
+EPOCH_FILES = re.compile(
+    r"(config\.json|model\.safetensors|checkpoint\.safetensors|metrics\.jsonl|"
+    r"metrics\.csv|recon/epoch_\d{3,}\.png)"
+)  # what an epoch's commit may replace
 
 
 # ---- a new run ----------------------------------------------------------------------------------
+
 
 def default_folder(*parts: str) -> Path:
     """runs/PART-PART-...-TIMESTAMP: where a run, a comparison or a sweep goes when no --out is given."""
@@ -79,8 +95,14 @@ def describe(train_config, model, data, device: torch.device, processes: int = 1
         **({"custom": custom.describe(model)} if train_config.model == custom.NAME else {}),
         "params": {"encoder": count_params(model.encoder), "decoder": count_params(model.decoder)},
         "train": asdict(train_config),
-        "data": {"name": data.name, "source": data.source, "image_shape": list(data.image_shape),
-                 "classes": list(data.classes), "train_size": len(data.train_x), "test_size": len(data.test_x)},
+        "data": {
+            "name": data.name,
+            "source": data.source,
+            "image_shape": list(data.image_shape),
+            "classes": list(data.classes),
+            "train_size": len(data.train_x),
+            "test_size": len(data.test_x),
+        },
         "command": sys.argv if command is None else command,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "device": describe_device(device),
@@ -100,6 +122,7 @@ def read_config(run_dir: Path) -> dict:
 
 
 # ---- metrics -----------------------------------------------------------------------------------
+
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Add an epoch's row: metrics.jsonl and metrics.csv are both rewritten whole and atomically."""
@@ -128,27 +151,41 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 # ---- an epoch's files, replaced together ----------------------------------------------------------
 
+
 def recover(run_dir: Path) -> None:
     """Complete an epoch's files that a killed process left half-replaced (the caller writes the run)."""
     journal.recover(Path(run_dir), EPOCH_FILES)
 
 
-def commit_epoch(run_dir: Path, model, name: str, optimizer, position: dict, rng: dict, row: dict,
-                 recon: np.ndarray, config: dict | None = None) -> None:
+def commit_epoch(
+    run_dir: Path,
+    model,
+    name: str,
+    optimizer,
+    position: dict,
+    rng: dict,
+    row: dict,
+    recon: np.ndarray,
+    config: dict | None = None,
+) -> None:
     """The end of an epoch, all or nothing: the checkpoint, the weights, the metrics row, the
     reconstructions and (when given: settings changed on resume) config.json. A kill at any moment
     leaves the run at the end of this epoch or of the one before, never between."""
     from vaelab.images import png_bytes
-    files = {CHECKPOINT: checkpoint_bytes(model, name, optimizer, position, rng),
-             WEIGHTS: weights_bytes(model, name), **metrics_bytes(run_dir, row),
-             str(recon_path(".", row["epoch"])): png_bytes(recon)}
+
+    files = {
+        CHECKPOINT: checkpoint_bytes(model, name, optimizer, position, rng),
+        WEIGHTS: weights_bytes(model, name),
+        **metrics_bytes(run_dir, row),
+        str(recon_path(".", row["epoch"])): png_bytes(recon),
+    }
     if config is not None:
         files[CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
     journal.commit(Path(run_dir), files, EPOCH_FILES)
 
 
-
 # ---- images, figures, the report and the evaluation ------------------------------------------------
+
 
 def recon_path(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / RECON / f"epoch_{epoch:03d}.png"
@@ -157,6 +194,7 @@ def recon_path(run_dir: Path, epoch: int) -> Path:
 def save_reconstructions(run_dir: Path, epoch: int, array: np.ndarray) -> None:
     """recon/epoch_NNN.png: a uint8 image grid (inputs on top, reconstructions below)."""
     from vaelab.images import save_png
+
     save_png(recon_path(run_dir, epoch), array)
 
 
@@ -177,6 +215,7 @@ def save_figure(run_dir: Path, name: str, figure) -> Path:
     path.parent.mkdir(exist_ok=True)
     if isinstance(figure, np.ndarray):
         from vaelab.images import save_png
+
         save_png(path, figure)
     else:
         buffer = io.BytesIO()
@@ -210,5 +249,3 @@ def read_eval(run_dir: Path) -> dict | None:
 
 def samples_path(run_dir: Path) -> Path:
     return Path(run_dir) / SAMPLES
-
-

@@ -8,6 +8,7 @@ and the staging folder are removed. A process killed before files.json leaves th
 staging folder that the next `recover` deletes; one killed after it leaves a staging folder that
 `recover` finishes. Renames within one folder are atomic, so every file is always whole.
 """
+
 import json
 import os
 import re
@@ -74,8 +75,10 @@ def recover(folder: Path, allowed: re.Pattern) -> bool:
         return False
     bad = [n for n in names if not isinstance(n, str) or not allowed.fullmatch(n)]
     if bad:
-        raise VaelabError(f"{stage / MANIFEST} names files outside the run ({bad[0]!r}): it was not written "
-                          f"by vaelab. Delete the folder {stage} and continue")
+        raise VaelabError(
+            f"{stage / MANIFEST} names files outside the run ({bad[0]!r}): it was not written "
+            f"by vaelab. Delete the folder {stage} and continue"
+        )
     finish(Path(folder), names)
     return True
 

@@ -4,6 +4,7 @@ The kernel releases the lock when its holder exits, however it exits (kill -9 in
 lock never outlives its process and never needs cleaning up. A second writer is refused at once
 with the holder's pid and command line. A process that only reads a run never takes it.
 """
+
 import json
 import os
 import sys
@@ -42,9 +43,11 @@ class RunLock:
             except OSError:
                 holder = self.holder()
                 self.file.close()
-                raise RunInUse(f"{self.path.parent} is being written by another vaelab process{holder}; two "
-                               f"writers would overwrite each other's epochs. Wait for it to finish, stop it "
-                               f"(Ctrl-C, or kill -INT PID: it writes a checkpoint), or pick another --out") from None
+                raise RunInUse(
+                    f"{self.path.parent} is being written by another vaelab process{holder}; two "
+                    f"writers would overwrite each other's epochs. Wait for it to finish, stop it "
+                    f"(Ctrl-C, or kill -INT PID: it writes a checkpoint), or pick another --out"
+                ) from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(json.dumps({"pid": os.getpid(), "command": sys.argv}) + "\n")

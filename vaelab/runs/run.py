@@ -4,6 +4,7 @@ the metrics; the data set and the test set's codes are loaded when first asked f
 `Run.open` is the one way a run is loaded: the report, the comparison, the evaluation, the explorer
 and the notebook's `vaelab.Run` (a subclass with one method per figure) all use it.
 """
+
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,16 +41,20 @@ def rebuild(config: dict, run_dir: Path) -> torch.nn.Module:
     try:
         return build_model(config["model"], config["model_config"])
     except VaelabError as e:
-        raise VaelabError(f"{Path(run_dir) / CONFIG}: its model cannot be built ({e}); the file was edited or "
-                          f"damaged: {checks.RESTORE}") from None
+        raise VaelabError(
+            f"{Path(run_dir) / CONFIG}: its model cannot be built ({e}); the file was edited or "
+            f"damaged: {checks.RESTORE}"
+        ) from None
 
 
 # ---- a finished run, loaded --------------------------------------------------------------------
+
 
 @dataclass(eq=False)
 class Run:
     """A run folder read once: its config, the model in eval mode and the metrics; the data set
     and the test set's codes are loaded when first asked for. `Run.open(folder)` makes one."""
+
     dir: Path
     config: dict
     model: torch.nn.Module

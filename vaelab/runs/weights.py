@@ -6,6 +6,7 @@
 
 Every tensor read back is checked against the model and its optimizer first (vaelab/runs/checks.py).
 """
+
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -59,7 +60,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
 
 def _metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_len])
+    header = json.loads(data[8 : 8 + header_len])
     meta = header.get("__metadata__") or {} if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("its metadata is not a table of text")
@@ -73,14 +74,17 @@ def load_weights(model: torch.nn.Module, name: str, path: Path) -> dict:
     tensors, meta = read_safetensors(path)
     saved_config = json.loads(meta.get("config", "{}"))
     current = config_dict(model)  # fields added since the file was written take their defaults
-    if meta.get("model") != name or saved_config != {k: current[k] for k in saved_config if k in current} \
-            or not set(saved_config) <= set(current):
+    if (
+        meta.get("model") != name
+        or saved_config != {k: current[k] for k in saved_config if k in current}
+        or not set(saved_config) <= set(current)
+    ):
         raise CheckpointError(
             f"{path} holds a '{meta.get('model')}' model with config {saved_config}, not the "
             f"'{name}' model with config {config_dict(model)}: load it with the run folder it came "
             f"from (vaelab rebuilds the right model from RUN/config.json)"
         )
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     checks.check_model_state(model, state, path)
     model.load_state_dict(state)
     return {k: v for k, v in tensors.items() if not k.startswith("model.")}
@@ -91,6 +95,7 @@ def config_dict(model: torch.nn.Module) -> dict:
 
 
 # ---- checkpoint (weights + Adam + RNG + epoch) ---------------------------------------------------
+
 
 def save_checkpoint(path: Path, model, name: str, optimizer, position: dict, rng: dict) -> None:
     """Everything needed to resume: weights, Adam, RNG states and `position` (JSON: epochs done,
@@ -113,4 +118,3 @@ def load_checkpoint(path: Path, model, name: str, optimizer) -> tuple[dict, dict
     position, state, rng = checks.checkpoint_parts(load_weights(model, name, path), optimizer, path)
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     return position, rng
-
