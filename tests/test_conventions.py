@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run, vaelab_cli
 
 import vaelab
 from vaelab.runs import load_model, read_metrics
@@ -79,25 +80,14 @@ def test_tensorboard_holds_scalars_images_and_the_projector(logged):
 
 
 @pytest.fixture(scope="module")
-def cvae(tmp_path_factory):
-    return vaelab.train(
-        model="cvae",
-        dataset="mnist-sample",
-        epochs=1,
-        batch_size=100,
-        out=tmp_path_factory.mktemp("export") / "cvae",
-        progress=False,
-    )
+def cvae(tmp_path_factory, trained_run):
+    """A copy of the session's shared cvae run (the exports are written into it), opened as a notebook does."""
+    return vaelab.load(copy_run(trained_run("cvae"), tmp_path_factory.mktemp("export") / "cvae"))
 
 
 def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae):
     ort = pytest.importorskip("onnxruntime")
-    result = subprocess.run(
-        [sys.executable, "-m", "vaelab", "export", str(cvae.dir), "--format", "onnx"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = vaelab_cli("export", cvae.dir, "--format", "onnx")
     assert result.returncode == 0, result.stderr
     decoder = ort.InferenceSession(str(cvae.dir / "export" / "decoder.onnx"))
     encoder = ort.InferenceSession(str(cvae.dir / "export" / "encoder.onnx"))
@@ -114,6 +104,7 @@ def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae):
         np.testing.assert_allclose(logvar, want[1].numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # a new process
 def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
     paths = cvae.export("torchscript", "decoder")
     z, y = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)
