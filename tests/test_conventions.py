@@ -3,6 +3,7 @@ that run without vaelab, weights loadable in plain PyTorch, and packaging that s
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -85,11 +86,15 @@ def cvae(tmp_path_factory, trained_run):
     return vaelab.load(copy_run(trained_run("cvae"), tmp_path_factory.mktemp("export") / "cvae"))
 
 
-def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae):
+def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     result = vaelab_cli("export", cvae.dir, "--format", "onnx")
     assert result.returncode == 0, result.stderr
-    decoder = ort.InferenceSession(str(cvae.dir / "export" / "decoder.onnx"))
+    written = [cvae.dir / "export" / name for name in ("decoder.onnx", "encoder.onnx")]
+    assert result.stdout.splitlines() == [f"wrote {path}" for path in written]  # each file it wrote, named
+    assert sorted((cvae.dir / "export").iterdir()) == written  # one self-contained file per part
+    shutil.copy(written[0], tmp_path / "alone.onnx")  # the file alone runs: no side file
+    decoder = ort.InferenceSession(str(tmp_path / "alone.onnx"))
     encoder = ort.InferenceSession(str(cvae.dir / "export" / "encoder.onnx"))
     for batch in (1, 7):
         z, y = np.random.default_rng(batch).standard_normal((batch, 2)).astype(np.float32), np.arange(batch) % 10
@@ -124,6 +129,8 @@ def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 1e-5
+    part = torch.jit.load(str(paths[0]))  # the decoder's file carries the decoder's weights only
+    assert sum(p.numel() for p in part.parameters()) == sum(p.numel() for p in cvae.model.decoder.parameters())
 
 
 def test_the_plain_pytorch_recipe_in_the_docs_runs(cvae, tmp_path):

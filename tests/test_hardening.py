@@ -5,6 +5,7 @@ Each is run here and must leave no traceback."""
 
 import gzip
 import io
+import json
 import resource
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from vaelab.data.formats import MAX_BYTES
 from vaelab.errors import DataFormatError, VaelabError
 from vaelab.evaluation import classifier_path
 from vaelab.files import atomic_write
+from vaelab.options import caller
 from vaelab.training import train
 from vaelab.training.advice import divergence_advice
 
@@ -169,6 +171,8 @@ NPZ_CASES = {
     "classes as numbers": (dict(x=X, y=Y, classes=np.arange(4)), "classes must be a list of 1 to 1000 names"),
     "no pixels": (dict(x=np.zeros((40, 0, 8), np.uint8)), "holds no pixels"),
     "labels of another length": (dict(x=X, y=Y[:39]), "40 images need 40 labels"),
+    "empty class names": (dict(x=X, y=Y, classes=np.array(["", "", "", ""])), "none empty"),
+    "a class name twice": (dict(x=X, y=Y, classes=np.array(["a", "b", "a", "c"])), "each given once"),
 }
 
 
@@ -227,6 +231,28 @@ def test_16_bit_grey_pngs_are_scaled_not_clipped(tmp_path):
     assert data.image_shape == (1, 8, 8)
     assert torch.equal(data.train_x[0, 0], torch.from_numpy(np.round(values / 257).astype(np.uint8)))
     assert (data.train_x == 255).float().mean() < 0.05  # not 99.6% white
+
+
+def test_12_bit_data_in_16_bit_pngs_is_named_with_the_fix(tmp_path, caplog):
+    values = (np.arange(64, dtype=np.uint16) * 60).reshape(8, 8)  # 0 .. 3,780 of 65,535: a 12-bit camera's
+    for i in range(10):
+        png(tmp_path / "deep" / f"{i}.png", values)
+    with caplog.at_level("WARNING", logger="vaelab"):
+        load_dataset(f"folder:{tmp_path / 'deep'}")
+    assert "brightest pixel of 10 16-bit images is 3780 of 65535" in caplog.text and "x 16 for 12 bits" in caplog.text
+
+
+def test_0_1_pixels_stored_as_uint8_are_named_with_the_fix(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="vaelab"):
+        load_dataset(npz(tmp_path / "binary.npz", x=(X > 127).astype(np.uint8), y=Y))
+    assert (
+        "the brightest pixel is 1 of 255: these are 0/1 values stored as uint8" in caplog.text
+        and "multiply them by 255" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vaelab"):
+        load_dataset(npz(tmp_path / "grey.npz", x=X, y=Y))
+    assert caplog.text == ""
 
 
 def test_images_beside_class_folders_are_refused(tmp_path, capsys):
@@ -394,8 +420,9 @@ def test_ctrl_c_while_starting_is_one_line(delay, tmp_path):
 # ---- advice that fits the cause ---------------------------------------------------------------------------
 
 
-def test_a_divergence_in_the_first_epoch_promises_no_checkpoint(tmp_path):
-    with pytest.raises(VaelabError) as e:
+@pytest.mark.parametrize("language", ["python", "cli"])
+def test_a_divergence_in_the_first_epoch_promises_no_checkpoint(tmp_path, language):
+    with pytest.raises(VaelabError) as e, caller(language):
         train(
             TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, batch_size=500, lr=1e30),
             out=tmp_path / "run",
@@ -403,7 +430,40 @@ def test_a_divergence_in_the_first_epoch_promises_no_checkpoint(tmp_path):
         )
     text = str(e.value)
     assert "non-finite in epoch 1" in text and "No checkpoint was written yet" in text and "epoch 0" not in text
-    assert "--lr 1e+29 --clip-grad 10 --overwrite" in text and not (tmp_path / "run" / runs.CHECKPOINT).exists()
+    again = "--lr 1e+29 --clip-grad 10 --overwrite" if language == "cli" else "lr=1e+29, clip_grad=10, overwrite=True"
+    assert again in text and not (tmp_path / "run" / runs.CHECKPOINT).exists()
+
+
+class NaNDecoder(torch.nn.Module):
+    """A decoder of your own that goes wrong before any training: log of a ReLU that can be 0."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.net = torch.nn.Linear(config.latent_dim, 784)
+
+    def forward(self, z, y=None):
+        return torch.log(torch.relu(self.net(z)) * 0).view(-1, 1, 28, 28)  # -inf everywhere
+
+
+def test_a_model_that_is_not_finite_before_any_update_is_blamed_not_the_learning_rate(tmp_path):
+    import vaelab
+
+    config = vaelab.ModelConfig(latent_dim=2)
+    model = vaelab.VAE(config, Encoder2(config), NaNDecoder(config))
+    with pytest.raises(VaelabError) as e:
+        vaelab.train(model=model, dataset="mnist-sample", epochs=1, out=tmp_path / "run", progress=False)
+    text = str(e.value)
+    assert "your model's logits holds NaN or infinite values" in text and "no learning rate can help" in text
+    assert "--lr" not in text and not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+class Encoder2(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.mu, self.logvar = torch.nn.Linear(784, 2), torch.nn.Linear(784, 2)
+
+    def forward(self, x, y=None):
+        return self.mu(x.flatten(1)), self.logvar(x.flatten(1))
 
 
 @pytest.mark.parametrize(
@@ -416,8 +476,11 @@ def test_a_divergence_in_the_first_epoch_promises_no_checkpoint(tmp_path):
     ],
 )
 def test_divergence_advice_names_the_setting_that_makes_the_loss_large(settings, named):
-    advice = divergence_advice(TrainConfig(**settings), Path("runs/x"), "end of epoch 3")
+    with caller("cli"):
+        advice = divergence_advice(TrainConfig(**settings), Path("runs/x"), "end of epoch 3")
     assert "vaelab train --resume runs/x --lr 0.0001 --clip-grad 10" in advice and "end of epoch 3" in advice
+    in_python = divergence_advice(TrainConfig(**settings), Path("runs/x"), "end of epoch 3")
+    assert "vaelab.resume('runs/x', lr=0.0001, clip_grad=10)" in in_python and "--" not in in_python
     assert (
         (named in advice and "train again with smaller values" in advice)
         if named
@@ -470,3 +533,86 @@ def test_the_classifier_cache_is_keyed_by_content_and_stays_in_its_folder():
     assert a != b and a == same and a.name.startswith("npz_data_npz-")
     hostile = classifier_path(data("npz:../../../etc/x", 0))
     assert hostile.parent == a.parent and ".." not in hostile.name
+
+
+# ---- paths that ended in raw errors ------------------------------------------------------------------
+
+
+def test_an_unlabelled_run_is_evaluated_without_its_classifiers(tmp_path, capsys):
+    dataset = npz(tmp_path / "d.npz", x=np.repeat(X, 5, axis=0))  # no y: one "unlabelled" class
+    assert cli.main(train_args(dataset, tmp_path / "run")) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--iw-samples", "2", "--no-progress"]) == 0
+    result = json.loads((tmp_path / "run" / runs.EVAL).read_text())
+    assert "latent_classifiers" not in result and "no labels" in result["note_classifiers"]
+    assert "sample_quality" not in result and "not measured" in result["note_quality"]
+
+
+def test_a_run_on_1x1_images_ends_with_its_report(tmp_path, capsys):
+    dataset = npz(tmp_path / "d.npz", x=X[:, :1, :1].repeat(5, axis=0), y=np.repeat(Y, 5))
+    assert cli.main(train_args(dataset, tmp_path / "run")[:-1]) == 0  # with the report
+    assert (tmp_path / "run" / runs.REPORT).is_file()
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('"just text"', "the content is not a JSON object"),
+        ('{"model": ["mlp"], "model_config": {}, "train": {}, "data": {}}', '"model" must be a model name'),
+    ],
+)
+def test_a_config_file_of_the_wrong_shape_is_named(tmp_path, capsys, content, message):
+    (tmp_path / "config.json").write_text(content)
+    refused(capsys, "train", "--config", tmp_path / "config.json", "--out", tmp_path / "run", message=message)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "callbacks,message",
+    [([object()], "has no on_train_begin()"), ("TensorBoard(step_every=0)", "step_every must be a whole number")],
+)
+def test_callbacks_are_checked_before_the_run_folder_is_made(tmp_path, callbacks, message):
+    import vaelab
+
+    if isinstance(callbacks, str):
+        callbacks = [vaelab.TensorBoard(step_every=0)]
+    with pytest.raises(VaelabError, match=message):
+        vaelab.train("mlp", "mnist-sample", epochs=1, out=tmp_path / "run", callbacks=callbacks, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda run: run.samples(n=10**7), "--samples must be from 1 to 10000"),
+        (lambda run: run.manifold(grid=10**6), "--grid must be from 2 to 64"),
+        (lambda run: run.class_grid(per_class=0), "--per-class must be from 1 to 20"),
+        (lambda run: run.walks(steps=10**5), "--steps must be from 2 to 32"),
+        (lambda run: run.walks(pairs=[(1, 11)]), "--walk 1:11: not a pair of classes"),
+        (lambda run: run.scatter(z="x"), "--z must be one of mean, sample"),
+        (lambda run: run.manifold(label=3), "is not conditional; leave label out"),
+        (lambda run: run.samples(seed=-1), "--seed must be from 0 to"),
+        (lambda run: run.resume(epochs=2**40), "--epochs must be at most 100000"),
+    ],
+)
+def test_the_notebook_api_bounds_what_the_cli_bounds(untrained_run, call, message):
+    import vaelab
+
+    with pytest.raises(VaelabError, match=message):
+        call(vaelab.load(untrained_run))
+
+
+@pytest.mark.parametrize("folder", [123, None, ""])
+def test_a_run_folder_that_is_not_a_path_is_named(folder):
+    import vaelab
+
+    with pytest.raises(VaelabError, match="a run folder is a path"):
+        vaelab.load(folder)
+
+
+def test_a_typo_in_a_setting_gets_did_you_mean(tmp_path):
+    import vaelab
+
+    with pytest.raises(VaelabError, match="has no setting 'epoch'; did you mean epochs"):
+        vaelab.train("mlp", "mnist-sample", epoch=1, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

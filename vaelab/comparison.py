@@ -25,6 +25,7 @@ import torch
 from vaelab import latent, runs
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write
+from vaelab.images import save_figure_png
 from vaelab.options import check, opt
 from vaelab.report import GRID_LIMITS, grid_size
 from vaelab.report.pages import figure, markdown_table, page, table
@@ -167,14 +168,16 @@ def manifold_tiles(run, grid: int = 15, label: int = 4):
     return (tiles, *latent.grid_values(bounds, grid), plane.names)
 
 
-def compare_runs(run_dirs, out_dir, settings: CompareSettings | None = None, **changes) -> Path:
+def compare_runs(
+    run_dirs, out_dir, settings: CompareSettings | None = None, trust_code: bool = False, **changes
+) -> Path:
     """Write the comparison of `run_dirs` (folders, or opened vaelab.runs.Run) into `out_dir`; returns
     the HTML page's path. `changes` are CompareSettings fields (grid=31, quality_samples=0, ...)."""
     s = replace(settings or CompareSettings(), **changes)
     if not run_dirs:
         raise VaelabError("give at least one run folder to compare")
     names = run_names([r.dir if isinstance(r, runs.Run) else r for r in run_dirs])
-    loaded = [r if isinstance(r, runs.Run) else runs.Run.open(r) for r in run_dirs]
+    loaded = [r if isinstance(r, runs.Run) else runs.Run.open(r, trust_code=trust_code) for r in run_dirs]
     summaries = [run_summary(run, name) for run, name in zip(loaded, names, strict=True)]
     for summary, run in zip(summaries, loaded, strict=True):
         summary.update(latent_summary(run), **quality_summary(run, s.quality_samples, s.classifier_epochs))
@@ -209,7 +212,7 @@ def save_figures(summaries: list[dict], loaded: list, out: Path, grid: int, labe
     for name in ("curves", "scatters", "samples", "manifolds"):
         (out / f"{name}.png").unlink(missing_ok=True)
     for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")  # "tight": no clipped labels
+        save_figure_png(out / f"{name}.png", fig)
     return [name for name in ("curves", "scatters", "samples", "manifolds") if name in figures]
 
 

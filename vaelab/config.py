@@ -8,7 +8,7 @@ from vaelab.data.pixels import BINARIZE_MODES
 from vaelab.device import DEVICES
 from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
 from vaelab.models import MODELS, custom
-from vaelab.options import MAX_SEED, check, opt
+from vaelab.options import MAX_EPOCHS, MAX_SEED, MAX_STEPS, check, opt
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "mnist-sample")
 RESUME_OVERRIDES = ("epochs", "lr", "clip_grad", "speed")  # what may change when a run is continued
@@ -27,7 +27,7 @@ class TrainConfig:
         "folder:PATH (a sub-folder per class, or flat) or npz:FILE (arrays x, y)",
     )
     data_dir: str | None = opt(None, "folder holding the data set's original files (searched first)")
-    epochs: int = opt(10, "passes over the training set", min=1)
+    epochs: int = opt(10, "passes over the training set", min=1, cap=MAX_EPOCHS)
     batch_size: int = opt(128, "images per optimisation step", min=1)
     lr: float = opt(1e-3, "Adam learning rate", above=0.0)
     lr_warmup: int = opt(
@@ -35,9 +35,12 @@ class TrainConfig:
         "steps (at most one epoch) over which the learning rate rises linearly to --lr "
         "(0: none); 100 can help the conv models at small batches",
         min=0,
+        cap=MAX_STEPS,
     )
     beta: float = opt(1.0, "weight of the KL term (1 gives the ELBO)", min=0.0)
-    kl_warmup: float = opt(0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0)
+    kl_warmup: float = opt(
+        0.0, "epochs over which the KL weight rises linearly from 0 to beta", min=0.0, cap=MAX_EPOCHS
+    )
     objective: str = opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)
     mmd_weight: float = opt(1000.0, "weight of the MMD term when --objective mmd (InfoVAE uses 1000)", above=0.0)
     clip_grad: float | None = opt(None, "clip the gradient norm to this value", above=0.0)
@@ -54,7 +57,7 @@ class TrainConfig:
     )
     seed: int = opt(0, "seed of weights, data order and z samples", min=0, max=MAX_SEED)
     device: str = opt("auto", "where to train; auto picks CUDA when present", choices=DEVICES)
-    eval_batch_size: int = opt(1000, "images per batch when evaluating the test set", min=1)
+    eval_batch_size: int = opt(1000, "images per batch when evaluating the test set", min=1, cap=100_000)
     speed: str = opt(
         "auto",
         "how the step runs (same maths): auto = a CUDA graph on one GPU, channels-last "

@@ -19,6 +19,8 @@ from torch import nn
 
 from vaelab import runs
 from vaelab.errors import VaelabError
+from vaelab.files import atomic_write, make_folder
+from vaelab.models import VAE
 
 FORMATS = ("onnx", "torchscript")
 PARTS = ("decoder", "encoder", "both")
@@ -26,25 +28,28 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 class Decoder(nn.Module):
-    """z (, y) -> images in [0, 1]."""
+    """z (, y) -> images in [0, 1]. Of a vaelab.VAE it holds only the decoder, so the file carries only
+    the decoder's weights; a model of your own is exported whole, through its decode()."""
 
     def __init__(self, model):
         super().__init__()
-        self.model = model
+        self.vae = isinstance(model, VAE)
+        self.part = model.decoder if self.vae else model
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.model.decode(z, y))
+        return torch.sigmoid(self.part(z, y) if self.vae else self.part.decode(z, y))
 
 
 class Encoder(nn.Module):
-    """x (, y) -> (mu, logvar)."""
+    """x (, y) -> (mu, logvar), likewise only the encoder of a vaelab.VAE."""
 
     def __init__(self, model):
         super().__init__()
-        self.model = model
+        self.vae = isinstance(model, VAE)
+        self.part = model.encoder if self.vae else model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        return self.model.encode(x, y)
+        return self.part(x, y) if self.vae else self.part.encode(x, y)
 
 
 def example_inputs(model, part: str, batch: int = 2) -> tuple:
@@ -58,34 +63,39 @@ def names(model, part: str) -> tuple[list[str], list[str]]:
     return inputs, ["image"] if part == "decoder" else ["mu", "logvar"]
 
 
-def export_part(model, part: str, fmt: str, path: Path) -> Path:
-    """One half of `model` (in eval mode, on the CPU) written to `path` in format `fmt`."""
+def export_part(model, part: str, fmt: str) -> bytes:
+    """One half of `model` (in eval mode, on the CPU) as the bytes of one self-contained file in `fmt`."""
     wrapped = (Decoder if part == "decoder" else Encoder)(model).eval()
     inputs = example_inputs(model, part)
     if fmt == "torchscript":
+        buffer = io.BytesIO()
         with torch.no_grad():
-            torch.jit.save(torch.jit.trace(wrapped, inputs), str(path))
-        return path
+            torch.jit.save(torch.jit.trace(wrapped, inputs), buffer)
+        return buffer.getvalue()
     input_names, output_names = names(model, part)
     batch = torch.export.Dim("batch")
-    quiet = io.StringIO()
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes about operators of other libraries
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):  # its progress lines
-        torch.onnx.export(
-            wrapped,
-            inputs,
-            str(path),
-            dynamo=True,
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_shapes=[{0: batch} for _ in inputs],
-            verbose=False,
-        )
-    return path
+    quiet, logger = io.StringIO(), logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # notes about operators of other libraries; put back below
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):  # its progress lines
+            program = torch.onnx.export(
+                wrapped,
+                inputs,
+                dynamo=True,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=[{0: batch} for _ in inputs],
+                verbose=False,
+            )
+    finally:
+        logger.setLevel(level)
+    return program.model_proto.SerializeToString()  # the weights inside: one file, no .onnx.data beside it
 
 
-def export_run(run_dir, fmt: str = "onnx", part: str = "both", out=None) -> list[Path]:
-    """Write the run's decoder and/or encoder in `fmt` to `out` (default RUN/export/); the paths."""
+def export_run(run_dir, fmt: str = "onnx", part: str = "both", out=None, trust_code: bool = False) -> list[Path]:
+    """Write the run's decoder and/or encoder in `fmt` to `out` (default RUN/export/), one file per
+    part, each whole or not at all and never through a symbolic link; returns the paths."""
     if fmt not in FORMATS:
         raise VaelabError(f"--format is one of {', '.join(FORMATS)}, not {fmt!r}")
     if part not in PARTS:
@@ -95,8 +105,13 @@ def export_run(run_dir, fmt: str = "onnx", part: str = "both", out=None) -> list
             import onnxscript  # noqa: F401 (torch.onnx's exporter needs it)
         except ImportError:
             raise VaelabError("ONNX export needs onnx and onnxscript: pip install 'vaelab[export]'") from None
-    model, _ = runs.load_model(run_dir)
-    folder = Path(out) if out else Path(run_dir) / "export"
-    folder.mkdir(parents=True, exist_ok=True)
+    model, _ = runs.load_model(run_dir, trust_code=trust_code)
     parts = ("decoder", "encoder") if part == "both" else (part,)
-    return [export_part(model, p, fmt, folder / f"{p}{SUFFIX[fmt]}") for p in parts]
+    if out is None:
+        return [runs.write_into(run_dir, export_part(model, p, fmt), runs.EXPORT, f"{p}{SUFFIX[fmt]}") for p in parts]
+    folder = make_folder(out)
+    written = []
+    for p in parts:
+        atomic_write(folder / f"{p}{SUFFIX[fmt]}", export_part(model, p, fmt))
+        written.append(folder / f"{p}{SUFFIX[fmt]}")
+    return written

@@ -68,13 +68,27 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def strict_json(text):
+    """json.loads that refuses an object repeating a key (plain JSON keeps the last one silently, so an
+    edited file could say one thing to one reader and another to the next)."""
+    return json.loads(text, object_pairs_hook=unique_keys)
+
+
+def unique_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"the key {repeated[0]!r} appears more than once in one object")
+    return dict(pairs)
+
+
 def read_json(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"{path} is missing: is {path.parent} a complete vaelab run folder?")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        return strict_json(path.read_text())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise VaelabError(f"{path} is not valid JSON ({e}); the run folder is damaged") from None
     except OSError as e:
         raise VaelabError(f"{path} cannot be read ({e.strerror or e}): check its permissions") from None

@@ -50,6 +50,18 @@ def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
     return buffer.getvalue()
 
 
+def figure_bytes(figure, dpi: int = 100) -> bytes:
+    """A matplotlib Figure as PNG bytes ("tight": no clipped labels)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def save_figure_png(path: Path, figure) -> None:
+    """A matplotlib Figure written to `path` as a PNG, whole or not at all."""
+    atomic_write(Path(path), figure_bytes(figure))
+
+
 def save_png(path: Path, array: np.ndarray) -> None:
     atomic_write(Path(path), png_bytes(array))
 

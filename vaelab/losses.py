@@ -210,15 +210,15 @@ class Objective:
             )
         return f"total = reconstruction + {self.beta:g}·KL" + (" (the negative ELBO)" if self.beta == 1 else "")
 
-    def large_settings(self) -> list[str]:
-        """The settings that make the loss large, as flags with what they do (advice after a divergence)."""
+    def large_settings(self) -> list[tuple[str, float, str]]:
+        """(setting, value, what it does) of the settings that make the loss large: advice after a divergence."""
         large = []
         if self.name == "elbo" and self.beta > 1:
-            large.append(f"--beta {self.beta:g} (weights the KL {self.beta:g} times)")
+            large.append(("beta", self.beta, f"weights the KL {self.beta:g} times"))
         if self.likelihood == "gaussian" and self.std < 0.1:
-            large.append(f"--gaussian-std {self.std:g} (scales the reconstruction by {1 / self.std**2:.3g})")
+            large.append(("gaussian_std", self.std, f"scales the reconstruction by {1 / self.std**2:.3g}"))
         if self.name == "mmd" and self.mmd_weight > 1000:
-            large.append(f"--mmd-weight {self.mmd_weight:g}")
+            large.append(("mmd_weight", self.mmd_weight, "weights the MMD"))
         return large
 
 

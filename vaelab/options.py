@@ -9,6 +9,8 @@ message wherever it comes from: a flag, a notebook call or a hand-edited config.
 the parsers of every flag's text are at the end of this module.
 """
 
+import contextlib
+import contextvars
 import math
 import types
 import typing
@@ -18,11 +20,33 @@ from vaelab.errors import VaelabError
 
 MAX_CLASSES = 1000  # classes of a data set or a conditional model: class names and one-hot rows stay small
 MAX_SEED = 2**63 - 1  # torch and numpy take seeds from 0 up to here
+MAX_EPOCHS = 100_000  # of one run (the bundled sample's are a third of a second: about 9 hours)
+MAX_STEPS = 10**9  # optimisation steps of a warm-up
+
+
+CALLER = contextvars.ContextVar("vaelab_caller", default="python")  # "cli" while a `vaelab` command runs
+
+
+@contextlib.contextmanager
+def caller(kind: str):
+    """`with caller("cli"):` advice inside names settings as flags (`--lr 0.0001`), else as keywords."""
+    token = CALLER.set(kind)
+    try:
+        yield
+    finally:
+        CALLER.reset(token)
+
+
+def as_given(name: str, value) -> str:
+    """A setting as the caller writes it: `--lr 0.0001` on the command line, `lr=0.0001` in Python."""
+    if CALLER.get() == "cli":
+        return flag_name(name) + ("" if value is True else f" {value:g}" if isinstance(value, float) else f" {value}")
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value!r}"
 
 
 def opt(default, help: str, **checks):
     """A dataclass field with its help and checks (min, max: inclusive; above: exclusive; choices;
-    cap: the largest value vaelab accepts because of what it costs).
+    cap: the largest value vaelab accepts because of what it costs; items: the most values a list holds).
     `flag` names the flag when the field's name cannot (range_ -> --range)."""
     return field(default=default, metadata={"help": help, **checks})
 
@@ -36,6 +60,8 @@ def problem(name: str, value, meta) -> str | None:
     flag = flag_name(name, meta)
     if value is None:
         return None
+    if isinstance(value, tuple) and len(value) > meta.get("items", len(value)):  # what it costs grows with them
+        return f"{flag} takes at most {meta['items']} values, got {len(value)}"
     if isinstance(value, tuple) and "choices" not in meta:  # e.g. --channels 32,64: each value
         return next((p for v in value if (p := problem(name, v, meta))), None)
     if "choices" in meta and value not in meta["choices"]:
@@ -96,6 +122,19 @@ def check(settings) -> None:
         value = getattr(settings, f.name)
         message = (type_problem(f.name, value, f.type, f.metadata) if not isinstance(f.type, str) else None) or problem(
             f.name, value, f.metadata
+        )
+        if message:
+            raise VaelabError(message)
+
+
+def check_values(cls, values: dict) -> None:
+    """Raise VaelabError naming the first of `values` ({field: value} of the settings class `cls`)
+    that fails its field's checks, as `check` would, before a whole settings object can be made."""
+    known = {f.name: f for f in fields(cls)}
+    for name, value in values.items():
+        f = known[name]
+        message = (type_problem(name, value, f.type, f.metadata) if not isinstance(f.type, str) else None) or problem(
+            name, value, f.metadata
         )
         if message:
             raise VaelabError(message)

@@ -202,6 +202,7 @@ def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
 
 def write_figure(out: Path, name: str, rows: list[dict], title: str = "") -> None:
     """SWEEP/sweep.png: reconstruction, KL and -ELBO against the swept value."""
+    from vaelab.images import save_figure_png
     from vaelab.report.charts import sweep_figure  # matplotlib: only when a sweep ends
 
-    sweep_figure(name, rows, title).savefig(out / "sweep.png", dpi=100)
+    save_figure_png(out / "sweep.png", sweep_figure(name, rows, title))

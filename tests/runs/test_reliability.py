@@ -112,6 +112,33 @@ def test_kill_9_leaves_a_loadable_checkpoint(trial, straight, tmp_path):
     assert same_weights(straight, out)
 
 
+STOP_AT_STEP = """
+import os, signal, sys, vaelab
+class Stop(vaelab.Callback):
+    step_every = 32  # 4,000 images in batches of 128: the last step of epoch 1
+    def on_step(self, step, values):
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+vaelab.train(model="conv", dataset="mnist-sample", epochs=2, seed=5, out=sys.argv[1], progress=False, callbacks=[Stop()])
+"""
+
+
+@pytest.mark.slow  # a training process, stopped by a signal
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_on_an_epochs_last_step_ends_that_epoch_then_resume_is_bit_exact(signame, straight, tmp_path):
+    """A signal on the last step of an epoch finishes that epoch (a checkpoint inside it would sit at
+    step == steps, a position training cannot be at) and stops there; the resume is bit-identical."""
+    out = tmp_path / "run"
+    process = subprocess.run(
+        [sys.executable, "-c", STOP_AT_STEP, str(out), signame], capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode != 0 and f"stopped by {signame} at the end of epoch 1" in process.stderr, process.stderr
+    assert [r["epoch"] for r in read_metrics(out)] == [1]
+    result = finish("train", "--resume", str(out), "--no-progress", "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert same_weights(straight, out)
+    assert losses(straight) == losses(out)
+
+
 @pytest.mark.slow
 def test_sigterm_also_checkpoints(tmp_path):
     out = tmp_path / "run"
@@ -129,7 +156,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(trained_ru
     good = weights(run)
     steps = 32  # 4,000 images in batches of 128, the last one filled up from the epoch's other images
     with pytest.raises(
-        VaelabError, match=rf"non-finite in epoch 2 at step \d+ of {steps}.*--resume .* --lr .* --clip-grad"
+        VaelabError, match=rf"non-finite in epoch 2 at step \d+ of {steps}.*vaelab.resume\(.*, lr=.*, clip_grad="
     ):
         resume(run, epochs=2, lr=1e30, progress=False)  # an absurd learning rate overflows the weights
     kept = load_file(run / "checkpoint.safetensors")

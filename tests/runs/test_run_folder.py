@@ -22,6 +22,10 @@ from conftest import run_vaelab, vaelab_cli
 from safetensors.torch import load_file, save_file
 
 from vaelab import cli, runs
+from vaelab.evaluation import evaluate_run
+from vaelab.export import export_run
+from vaelab.report import make_report
+from vaelab.training import TensorBoard
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import RunInUse, RunLock, journal
@@ -216,6 +220,10 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
         second = vaelab_cli("train", "--resume", run, "--no-progress")
         assert second.returncode == 2 and "being written by another vaelab process (pid" in second.stderr
         assert f"pid {process.pid}" in second.stderr and "Traceback" not in second.stderr
+        (run / ".lock").unlink()  # the lock is the folder's, not this file's
+        third = vaelab_cli("train", "--resume", run, "--no-progress")
+        assert third.returncode == 2 and "being written by another vaelab process" in third.stderr, third.stderr
+        assert process.poll() is None  # the first writer trains on, alone
     finally:
         process.kill()
         process.communicate(timeout=120)
@@ -289,6 +297,43 @@ def test_links_planted_in_a_shared_run_folder_are_never_written_through(first_ep
     with pytest.raises(VaelabError, match="symbolic link is in the way"):
         runs.append_metrics(run, {**runs.read_metrics(run)[0], "epoch": 2})
     assert victim.read_text() == "keep me" and [r["epoch"] for r in runs.read_metrics(run)] == [1]
+
+
+WRITERS = {  # what writes into a run folder, given the run's folder
+    "export": lambda run: export_run(run, "torchscript", "decoder"),
+    "report": lambda run: make_report(run, grid=4),
+    "samples": lambda run: cli.main(["sample", str(run), "-n", "4"]),
+    "an epoch": lambda run: resume(run, epochs=2, progress=False),
+    "tensorboard": lambda run: resume(run, epochs=2, progress=False, callbacks=[TensorBoard()]),
+    "evaluation": lambda run: evaluate_run(run, iw_samples=2, iw_images=10, quality_samples=0),
+}
+FILE_LINKS = {"export": "export/decoder.pt", "report": "report.html", "samples": "samples.png",
+              "evaluation": "eval.json"}
+FOLDER_LINKS = {"export": "export", "report": "figures", "an epoch": "recon", "tensorboard": "tensorboard"}
+
+
+@pytest.mark.parametrize("writer", sorted(FILE_LINKS))
+def test_a_link_planted_where_a_file_goes_is_replaced_not_written_through(writer, first_epoch, tmp_path):
+    run = copy(first_epoch, tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (run / FILE_LINKS[writer]).parent.mkdir(exist_ok=True)
+    (run / FILE_LINKS[writer]).symlink_to(victim)
+    WRITERS[writer](run)
+    assert victim.read_text() == "keep me"
+    assert not (run / FILE_LINKS[writer]).is_symlink() and (run / FILE_LINKS[writer]).stat().st_size > 0
+
+
+@pytest.mark.parametrize("writer", sorted(FOLDER_LINKS))
+def test_a_folder_of_the_run_that_is_a_link_is_refused(writer, first_epoch, tmp_path, capsys):
+    run = copy(first_epoch, tmp_path / "run")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    shutil.rmtree(run / FOLDER_LINKS[writer], ignore_errors=True)
+    (run / FOLDER_LINKS[writer]).symlink_to(victim, target_is_directory=True)
+    with pytest.raises(VaelabError, match=f"{FOLDER_LINKS[writer]} is a symbolic link, not a folder of the run"):
+        WRITERS[writer](run)
+    assert list(victim.iterdir()) == []
 
 
 # ---- --resume and --overwrite ----------------------------------------------------------------------
@@ -365,6 +410,28 @@ def test_an_overwrite_removes_the_old_run_before_writing_the_new(first_epoch, tm
         resume(run, progress=False)
 
 
+def test_overwrite_refuses_a_folder_vaelab_never_wrote_even_with_run_file_names(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "figures").mkdir(parents=True)
+    (mine / "figures" / "holiday.png").write_bytes(b"a photo")
+    (mine / "config.json").write_text('{"theme": "dark"}')
+    (mine / "report.html").write_text("<p>my report</p>")
+    with pytest.raises(VaelabError, match="holds no config.json that vaelab wrote"):
+        train(TrainConfig(**SETTINGS, epochs=1), out=mine, overwrite=True, progress=False)
+    assert (mine / "figures" / "holiday.png").read_bytes() == b"a photo" and (mine / "report.html").is_file()
+
+
+def test_overwrite_replaces_a_run_trained_with_tensorboard_and_exported(first_epoch, tmp_path):
+    run = copy(first_epoch, tmp_path / "run")
+    (run / runs.TENSORBOARD).mkdir()
+    (run / runs.TENSORBOARD / "events.out.tfevents.1").write_bytes(b"events")
+    (run / runs.EXPORT).mkdir()
+    (run / runs.EXPORT / "decoder.onnx").write_bytes(b"onnx")
+    train(TrainConfig(**{**SETTINGS, "seed": 9}, epochs=1), out=run, overwrite=True, progress=False)
+    assert not (run / runs.TENSORBOARD).exists() and not (run / runs.EXPORT).exists()
+    assert json.loads((run / runs.CONFIG).read_text())["train"]["seed"] == 9
+
+
 # ---- files that do not fit the model are refused before use ----------------------------------------
 
 
@@ -433,7 +500,19 @@ TAMPERED = {  # checkpoint.safetensors changes -> what the refusal says
     ),
     "sums not numbers": (set_position({"epoch": 1, "step": 3, "sums": ["a", 0, 0], "seconds": 0}), "three finite sums"),
     "position not an object": (set_position([1, 2]), "not one training can be at"),
+    "adam step of 1e30": (lambda t: t["optim.3.step"].fill_(1e30), "Adam has taken 1e+30 steps"),
+    "meta.json repeats a key": (
+        lambda t: t.update({"meta.json": torch.tensor(list(repeat_key(t["meta.json"])), dtype=torch.uint8)}),
+        "lacks a readable meta.json",
+    ),
 }
+
+
+def repeat_key(meta_json: torch.Tensor) -> bytes:
+    """meta.json with its "position" given twice, the second one past the run's end."""
+    meta = json.loads(bytes(meta_json.tolist()))
+    text = json.dumps(meta)
+    return (text[:-1] + ', "position": ' + json.dumps({**meta["position"], "epoch": 99}) + "}").encode()
 
 
 @pytest.fixture(scope="module")
@@ -482,7 +561,30 @@ CONFIG_EDITS = {
     "unknown objective": (lambda c: c["train"].update(objective="gan"), "--objective must be one of elbo, mmd"),
     "lr not finite": (lambda c: c["train"].update(lr=float("inf")), "--lr must be a finite number"),
     "not an object": (lambda c: c.clear() or c.update({"x": None}), '"model" must be a model name'),
+    "unknown setting": (lambda c: c["train"].update(epoch=3), "holds 'epoch', a setting this vaelab does not know"),
+    "settings as a list": (lambda c: c.update(train=[1, 2]), '"train" must be a JSON object'),
+    "endless KL warm-up": (lambda c: c["train"].update(kl_warmup=1e308), "--kl-warmup must be at most 100000"),
+    "model as a list": (lambda c: c.update(model=["mlp"]), '"model" must be a model name'),
 }
+
+
+def test_a_config_or_checkpoint_header_repeating_a_key_is_refused(first_epoch, tmp_path, capsys):
+    run = copy(first_epoch, tmp_path / "run")
+    text = (run / runs.CONFIG).read_text().rstrip()
+    (run / runs.CONFIG).write_text(text[:-1] + ', "model": "conv"}')  # plain JSON would take the last
+    assert cli.main(["sample", str(run), "-n", "4"]) == 2
+    assert "'model' appears more than once" in capsys.readouterr().err
+    copy(first_epoch, run.with_name("run2"))
+    path = run.with_name("run2") / runs.CHECKPOINT
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    name = next(k for k in header if k.startswith("optim."))  # a tensor given twice: a map keeps the last
+    text = json.dumps(header)[:-1] + f', "{name}": ' + json.dumps(header[name]) + "}"
+    text += " " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text.encode() + data[8 + size :])
+    with pytest.raises(CheckpointError, match="appears more than once"):
+        resume(run.with_name("run2"), epochs=2, progress=False)
 
 
 @pytest.mark.parametrize("name", list(CONFIG_EDITS))

@@ -39,6 +39,16 @@ def bounded(low: int, high: int, why: str):
     return argument_type(lambda text: whole_number(text, low, high, why), "bounded")
 
 
+def add_trust_code(parser) -> None:
+    """--trust-code: a run of your own model may import the module its classes come from."""
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="a run of your own model: import the module "
+        "its config.json names for its classes (that runs its code; only for run folders you trust)",
+    )
+
+
 def without_flag(argv: list[str], flag: str) -> list[str]:
     """argv less `flag VALUE` or `flag=VALUE`."""
     out, skip = [], False

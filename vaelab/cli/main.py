@@ -15,6 +15,7 @@ import sys
 from vaelab.cli import make, read
 from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
+from vaelab.options import caller
 
 SUBCOMMANDS = (
     read.add_data_parser,
@@ -58,12 +59,13 @@ def chosen_command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: this process's); returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]  # paths given as Path objects too
     try:
         args = build_parser(argv).parse_args(argv)
         args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
         args.argv = argv
-        code = args.handler(args) or 0
+        with caller("cli"):  # advice names flags, not keywords
+            code = args.handler(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except VaelabError as e:

@@ -8,8 +8,8 @@ from vaelab.cli import flags
 from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
 
-RESUME_KEEPS = ("resume", "no_progress", "no_report", "nproc", "tensorboard")  # flags a --resume takes besides
-# the settings it may change
+# the flags a --resume takes besides the settings it may change
+RESUME_KEEPS = ("resume", "no_progress", "no_report", "nproc", "tensorboard", "trust_code")
 
 
 # ---- train ---------------------------------------------------------------------------------------
@@ -36,6 +36,7 @@ def add_train_parser(sub) -> None:
         help=f"continue RUN from its last checkpoint with its saved settings; {may_change} may change",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch still)")
+    flags.add_trust_code(p)
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html at the end")
     p.add_argument(
         "--tensorboard",
@@ -65,7 +66,9 @@ def cmd_train(args) -> int | None:
         callbacks = [training.TensorBoard()] if args.tensorboard else []
         if args.resume:
             given = {k: getattr(args, k) for k in RESUME_OVERRIDES if k in args.given}
-            run_dir = training.resume(args.resume, progress=not args.no_progress, callbacks=callbacks, **given)
+            run_dir = training.resume(
+                args.resume, progress=not args.no_progress, callbacks=callbacks, trust_code=args.trust_code, **given
+            )
         else:
             if args.config:
                 take_saved_settings(args, args.config)
@@ -87,19 +90,17 @@ def cmd_train(args) -> int | None:
     if not args.no_report:
         from vaelab.report import make_report
 
-        print(f"report: {make_report(run_dir)}")  # its defaults fitted to the data's classes
+        print(f"report: {make_report(run_dir, trust_code=args.trust_code)}")  # defaults fitted to its classes
     return None
 
 
 def take_saved_settings(args, path: str) -> None:
     """Fill every training setting and model option not given as a flag from a run's config.json."""
+    from vaelab import runs
     from vaelab.config import TrainConfig
-    from vaelab.files import read_json
     from vaelab.models import MODELS, get_preset, option_fields
 
-    saved = read_json(Path(path) / "config.json" if Path(path).is_dir() else Path(path))
-    if "train" not in saved or "model_config" not in saved:
-        raise VaelabError(f"{path} is not a vaelab run's config.json (it has no 'train' and 'model_config')")
+    saved = runs.read_config_file(Path(path) / runs.CONFIG if Path(path).is_dir() else Path(path))
     if saved["model"] not in MODELS:
         raise VaelabError(f"{path} is a run of your own model; repeat it from Python with vaelab.train(model=...)")
     for f in fields(TrainConfig):

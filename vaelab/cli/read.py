@@ -10,9 +10,6 @@ from vaelab.cli import flags
 from vaelab.cli.help import HELP
 from vaelab.options import MAX_SEED
 
-MAX_SAMPLES = 10_000  # images of one `vaelab sample` grid: 10,000 28x28 digits are a 5,600-pixel square PNG
-
-
 # ---- data, summary -------------------------------------------------------------------------------
 
 
@@ -55,6 +52,8 @@ def cmd_summary(args) -> None:
 
 
 def add_sample_parser(sub) -> None:
+    from vaelab.report import MAX_SAMPLES
+
     p = sub.add_parser("sample", help=HELP["sample"])
     p.add_argument("run", help="run folder")
     p.add_argument(
@@ -68,6 +67,7 @@ def add_sample_parser(sub) -> None:
         "--seed", type=flags.bounded(0, MAX_SEED, "the seeds torch takes"), default=0, help="seed of z (default: 0)"
     )
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_sample)
 
 
@@ -76,7 +76,7 @@ def cmd_sample(args) -> None:
     from vaelab.images import image_grid, save_png
     from vaelab.latent import samples
 
-    model, _ = runs.load_model(args.run)
+    model, _ = runs.load_model(args.run, trust_code=args.trust_code)
     images = samples(model, args.n, args.seed, args.label)
     out = Path(args.out or runs.samples_path(args.run))
     save_png(out, image_grid(images, ncol=math.ceil(math.sqrt(args.n))))
@@ -92,6 +92,7 @@ def add_report_parser(sub) -> None:
     p = sub.add_parser("report", help=HELP["report"])
     p.add_argument("run", help="run folder")
     flags.add_fields(p, ReportSettings)
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_report, report_parser=p)
 
 
@@ -99,7 +100,7 @@ def cmd_report(args) -> None:
     from vaelab import runs
     from vaelab.report import ReportSettings, fitted, make_report, settings_problem
 
-    run = runs.Run.open(args.run)
+    run = runs.Run.open(args.run, trust_code=args.trust_code)
     settings = fitted(flags.from_args(ReportSettings, args), run.classes)  # defaults kept to the data's classes
     problem = settings_problem(settings, run.classes)
     if problem:
@@ -114,6 +115,7 @@ def add_compare_parser(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     p.add_argument("--out", help="folder for compare.html and its figures (default: runs/compare-TIMESTAMP)")
     flags.add_fields(p, CompareSettings, skip=("classifier_epochs",))
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_compare)
 
 
@@ -122,7 +124,7 @@ def cmd_compare(args) -> None:
     from vaelab.comparison import CompareSettings, compare_runs
 
     out = Path(args.out or runs.default_folder("compare"))
-    path = compare_runs(args.runs, out, flags.from_args(CompareSettings, args))
+    path = compare_runs(args.runs, out, flags.from_args(CompareSettings, args), trust_code=args.trust_code)
     print((out / "compare.md").read_text(), end="")
     print(f"wrote {path}")
 
@@ -139,6 +141,7 @@ def add_evaluate_parser(sub) -> None:
         help="train the sample-quality classifier again even if one is cached",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -170,13 +173,14 @@ def add_export_parser(sub) -> None:
     )
     p.add_argument("--part", choices=PARTS, default="both", help="which half (default: both)")
     p.add_argument("--out", help="folder for the files (default: RUN/export)")
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_export)
 
 
 def cmd_export(args) -> None:
     from vaelab.export import export_run
 
-    for path in export_run(args.run, args.format, args.part, args.out):
+    for path in export_run(args.run, args.format, args.part, args.out, trust_code=args.trust_code):
         print(f"wrote {path}")
 
 
@@ -187,10 +191,11 @@ def add_serve_parser(sub) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=flags.port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    flags.add_trust_code(p)
     p.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args) -> None:
     from vaelab.explorer import serve
 
-    serve(args.runs, args.host, args.port)
+    serve(args.runs, args.host, args.port, trust_code=args.trust_code)

@@ -12,6 +12,7 @@ Sizes are checked from what the files' headers promise before anything is decode
 MAX_BYTES of pixels, MAX_CLASSES classes (vaelab.options).
 """
 
+import logging
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,6 +26,9 @@ from vaelab.options import MAX_CLASSES
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 UNLABELLED = ("unlabelled",)
 GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I;16N")
+
+DIM_16_BIT = 4096  # a 16-bit image set whose brightest pixel is below this holds 12 bits or fewer
+log = logging.getLogger("vaelab.data")
 
 
 def split(x: np.ndarray, y: np.ndarray, seed: int = 0):
@@ -61,14 +65,23 @@ def read_images(paths: list[Path]) -> np.ndarray:
             f"{len(paths):,} images of {w}x{h} hold {total:,} bytes of pixels, more than vaelab "
             f"loads ({MAX_BYTES:,}, vaelab.data.formats.MAX_BYTES); use fewer or smaller images"
         )
-    arrays = []
+    arrays, peaks = [], []  # peaks: the brightest value of each 16-bit image
     for path in paths:
         try:
             with Image.open(path) as image:
+                if is_16_bit(image):
+                    peaks.append((int(np.asarray(image).max()), path))
                 arrays.append(np.asarray(eight_bit(image, path).convert(mode)))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataFormatError(f"{path} cannot be decoded ({e}): remove or replace that file") from None
     x = np.stack(arrays)
+    if len(peaks) == len(paths) and max(peaks)[0] < DIM_16_BIT:  # every image: the data, not one dark one
+        brightest, where = max(peaks)
+        log.warning(
+            f"warning: the brightest pixel of {len(paths):,} 16-bit images is {brightest} of 65535 "
+            f"({where}): data of fewer bits (a 12-bit camera's, say) stored in 16, which loads "
+            f"nearly black; scale the images to the 16-bit range before saving them (x 16 for 12 bits)"
+        )
     return x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
 
 
@@ -87,11 +100,15 @@ def image_head(path: Path):
     return size, mode
 
 
+def is_16_bit(image) -> bool:
+    return image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")  # PNG "I" is 16-bit
+
+
 def eight_bit(image, path: Path):
     """`image` with 8 bits per channel: 16-bit grey scaled (v * 255 / 65535, rounded), not clipped."""
     from PIL import Image
 
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):  # PNG "I" is 16-bit
+    if is_16_bit(image):
         values = np.asarray(image).astype(np.float64)
         return Image.fromarray((values.clip(0, 65535) / 257).round().astype(np.uint8), "L")
     if image.mode in ("I", "F"):
@@ -100,6 +117,23 @@ def eight_bit(image, path: Path):
             f"16-bit images: convert it first"
         )
     return image
+
+
+def check_brightness(x: np.ndarray, source: str) -> None:
+    """A warning when the images' brightest pixel is at most 1 of 255 once loaded: 0/1 pixels saved as
+    uint8 (binarised MNIST often is), or floats divided by 255 twice, train as black images."""
+    if not x.size or not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)) or not np.isfinite(x).all():
+        return  # as_nchw_uint8 names what is wrong with other arrays
+    peak = float(x.max())
+    if (peak if x.dtype == np.uint8 else round(peak * 255)) > 1:
+        return
+    if peak == 0:
+        why = "every pixel is 0: the images are black; check how they were made and saved"
+    elif x.dtype == np.uint8:
+        why = "these are 0/1 values stored as uint8, which train nearly black; multiply them by 255 (x * 255)"
+    else:
+        why = "these floats load as 0 or 1 of 255, nearly black: were they divided by 255 twice? multiply by 255"
+    log.warning(f"warning: {source}: the brightest pixel is {peak:g} of {255 if x.dtype == np.uint8 else 1}: {why}")
 
 
 def read_folder(path: str):
@@ -166,6 +200,7 @@ def read_npz(path: str):
         heads = npz_heads(path)
         arrays = np.load(path, allow_pickle=False)  # never unpickle a user's file
         check_npz(path, heads)
+        check_brightness(arrays["x"], f"npz:{path} x")
         x = as_nchw_uint8(arrays["x"], f"npz:{path} x")
         labelled = "y" in heads
         y = labels(arrays["y"], len(x), f"npz:{path} y") if labelled else np.zeros(len(x), dtype=np.int64)
@@ -185,6 +220,10 @@ def read_npz(path: str):
         else:
             parts = split(x, y)
         names = tuple(str(c) for c in arrays["classes"]) if "classes" in heads else None
+        if names is not None and (not all(n.strip() for n in names) or len(set(names)) < len(names)):
+            raise DataFormatError(
+                f"npz:{path} classes must be names, each given once and none empty, got {list(names)[:10]}"
+            )
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise DataFormatError(
             f"npz:{path} cannot be read as a .npz archive of arrays ({e}); save it with "

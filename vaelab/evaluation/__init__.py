@@ -16,7 +16,14 @@ from vaelab.evaluation.measures import (
     latent_classifiers,
     latent_stats,
 )
-from vaelab.evaluation.quality import classifier_path, frechet_distance, get_classifier, predict, sample_quality
+from vaelab.evaluation.quality import (
+    can_judge,
+    classifier_path,
+    frechet_distance,
+    get_classifier,
+    predict,
+    sample_quality,
+)
 from vaelab.evaluation.scoring import (
     Scoring,
     elbo_section,
@@ -31,6 +38,7 @@ __all__ = [
     "ACTIVE_THRESHOLD",
     "EvalConfig",
     "Scoring",
+    "can_judge",
     "classifier_path",
     "cvae_classifier",
     "elbo_section",

@@ -51,6 +51,12 @@ class Classifier(nn.Module):
         return self.head(self.features(x))  # logits
 
 
+def can_judge(data) -> bool:
+    """Whether the classifier can be trained on `data`: labels of two classes or more, and images of
+    at least 4 x 4 pixels (it pools twice)."""
+    return data.labelled and data.num_classes >= 2 and min(data.image_shape[1:]) >= 4
+
+
 def classifier_path(data) -> Path:
     """The cached classifier of `data` (a vaelab.data.ImageData), named by its content."""
     import pooch

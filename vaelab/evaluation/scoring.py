@@ -32,6 +32,7 @@ from vaelab.data.pixels import binarized_set
 from vaelab.device import device_of, resolve_device
 from vaelab.errors import VaelabError
 from vaelab.evaluation.measures import cvae_classifier, elbo_terms, iw_scores, latent_classifiers, latent_stats
+from vaelab.evaluation.quality import can_judge
 from vaelab.evaluation.settings import EvalConfig
 
 # ---- the whole evaluation of a run ---------------------------------------------------------------
@@ -66,8 +67,8 @@ class Scoring:
         self.figures[name] = caption
 
 
-def open_scoring(run_dir, cfg: EvalConfig) -> Scoring:
-    run = runs.Run.open(run_dir, resolve_device(cfg.device))
+def open_scoring(run_dir, cfg: EvalConfig, trust_code: bool = False) -> Scoring:
+    run = runs.Run.open(run_dir, resolve_device(cfg.device), trust_code=trust_code)
     run.model.to(memory_format=torch.channels_last)  # layout only: 1.6-3x faster convs on this CPU
     train_cfg = run.config["train"]
     mode = cfg.binarize or train_cfg.get("binarize", "none")
@@ -185,11 +186,18 @@ def cvae_section(scoring: Scoring) -> dict:
 
 
 def evaluate_run(
-    run_dir, iw_samples: int = 1000, *, progress: bool = False, retrain_classifier: bool = False, **settings
+    run_dir,
+    iw_samples: int = 1000,
+    *,
+    progress: bool = False,
+    retrain_classifier: bool = False,
+    trust_code: bool = False,
+    **settings,
 ) -> dict:
-    """Evaluate a run folder (settings: the fields of EvalConfig); writes and returns RUN/eval.json."""
+    """Evaluate a run folder (settings: the fields of EvalConfig); writes and returns RUN/eval.json.
+    `trust_code`: a run of your own model may import its classes' module (vaelab/models/custom.py)."""
     started = time.perf_counter()
-    scoring = open_scoring(run_dir, EvalConfig(iw_samples=iw_samples, **settings))
+    scoring = open_scoring(run_dir, EvalConfig(iw_samples=iw_samples, **settings), trust_code)
     run = scoring.run
     result = {
         "run": str(run.dir),
@@ -205,11 +213,16 @@ def evaluate_run(
         )
     result["elbo"], result["latent"] = elbo_section(scoring)
     result["iw"] = iw_section(scoring, progress)
+    labelled = run.data.labelled and run.data.num_classes >= 2
     if run.conditional:
         result["cvae_classifier"] = cvae_section(scoring)
-    else:
+    elif labelled:
         result["latent_classifiers"] = classifier_section(scoring)
-    if scoring.cfg.quality_samples:
+    else:
+        result["note_classifiers"] = "the data have no labels (or one class): no classifier on z to fit"
+    if scoring.cfg.quality_samples and not can_judge(run.data):
+        result["note_quality"] = "sample quality needs labelled images of at least 4 x 4 pixels: not measured"
+    elif scoring.cfg.quality_samples:
         from vaelab.evaluation.quality import sample_quality
 
         result["sample_quality"] = sample_quality(

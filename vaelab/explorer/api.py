@@ -46,15 +46,16 @@ class View:
     window: list[list[float]]  # [[x_lo, x_hi], [y_lo, y_hi]]: a square around the points
 
 
-def load_runs(run_dirs: list) -> list[View]:
+def load_runs(run_dirs: list, trust_code: bool = False) -> list[View]:
+    """The runs to show, each opened once (`trust_code`: see vaelab/models/custom.py)."""
     names = [Path(d).resolve().name for d in run_dirs]
     names = [n if names.count(n) == 1 else f"{n} ({i})" for i, n in enumerate(names)]
     datasets: dict = {}  # runs on the same data set share one copy
-    return [load_run(Path(d), name, datasets) for d, name in zip(run_dirs, names, strict=True)]
+    return [load_run(Path(d), name, datasets, trust_code) for d, name in zip(run_dirs, names, strict=True)]
 
 
-def load_run(run_dir: Path, name: str, datasets: dict) -> View:
-    run = runs.Run.open(run_dir)
+def load_run(run_dir: Path, name: str, datasets: dict, trust_code: bool = False) -> View:
+    run = runs.Run.open(run_dir, trust_code=trust_code)
     if run.model.config.latent_dim < 2:
         raise VaelabError(
             f"{run_dir} has a latent size of {run.model.config.latent_dim}; the explorer "
@@ -229,7 +230,7 @@ class Explorer:
     def points(self, query: dict) -> dict:
         check_fields(query, ("run",))
         text = query.get("run", "0")
-        if not (text.isascii() and text.isdigit()):
+        if not (text.isascii() and text.isdigit() and len(text) <= 6):  # int() of 4,301 digits raises
             raise BadField("run", f"must be a whole number from 0 to {len(self.views) - 1}, got {text!r}")
         index = int(text)
         return {"run": index, "source": "encoder mean", **self.pick({"run": index}).points}

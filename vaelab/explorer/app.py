@@ -91,8 +91,8 @@ def json_endpoint(method, in_thread: bool):
 # ---- the server ------------------------------------------------------------------------------------
 
 
-def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Load the runs, print the address, and serve until Ctrl-C."""
+def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000, trust_code: bool = False) -> None:
+    """Load the runs, print the address, and serve until Ctrl-C (`trust_code`: see vaelab/models/custom.py)."""
     try:
         import starlette  # noqa: F401 (create_app's framework)
         import uvicorn
@@ -100,7 +100,7 @@ def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000) -> None:
         raise VaelabError("the explorer needs its web server: pip install 'vaelab[serve]'") from None
     with listen(host, port) as sock:  # before the runs load, so a busy port fails at once
         torch.set_num_threads(1)  # single decodes are latency-bound; more threads only add hand-offs
-        app = create_app(load_runs(run_dirs), allowed_hosts(host, sock))
+        app = create_app(load_runs(run_dirs, trust_code), allowed_hosts(host, sock))
         print(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)", flush=True)
         if not is_loopback(sock.getsockname()[0]):
             print(

@@ -6,7 +6,10 @@ request from another site's page (its Origin) is refused. POST bodies must be JS
 form or text/plain POST, which a browser sends without asking first, is refused), at most MAX_BODY
 bytes, nested at most MAX_DEPTH deep, and arrive within BODY_SECONDS; every request head must
 arrive within HEAD_SECONDS of the connection (or of the previous response); at most
-MAX_CONNECTIONS are open at once. Every response forbids framing and content sniffing.
+MAX_CONNECTIONS are open at once, MAX_PER_CLIENT from one address: a new connection beyond a cap
+closes the longest-waiting connection that has no request in progress (of that address, for its
+own cap), so idle connections cannot lock anyone out; only when every one is busy is it refused.
+Every response forbids framing and content sniffing.
 A request that fails gets HTTP 4xx with {"detail": ..., "field": ...}, as the API's own checks.
 """
 
@@ -21,7 +24,8 @@ MAX_BODY = 1 << 20  # bytes of a request body; a 3x32x32 image as JSON is well u
 MAX_DEPTH = 8  # nesting of a request's JSON: an image is 4 levels deep
 HEAD_SECONDS = 10.0  # a connection must send its request head within this time
 BODY_SECONDS = 10.0  # ... and its body within this time
-MAX_CONNECTIONS = 64  # open connections; more are closed at once
+MAX_CONNECTIONS = 64  # open connections in all
+MAX_PER_CLIENT = 32  # open connections from one address
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 SAFE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -77,9 +81,22 @@ class Guard:
                 f"http://localhost:PORT/ or by the address it printed"
             )
         origin = headers.get("origin")
-        if origin is not None and host_name(origin.split("://", 1)[-1].split("/", 1)[0]) not in allowed:
+        if origin is not None and not same_origin(origin, allowed, server[1] if server else None):
             return "origin", f"{origin!r} is another site; the explorer answers its own page only"
         return "", None
+
+
+def same_origin(origin: str, hosts: set, port: int | None) -> bool:
+    """Whether a page's Origin is the explorer's own: scheme http, one of its host names and its port
+    (another local site, http://localhost:9999, is another origin)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin)
+        origin_port = parts.port or 80
+    except ValueError:
+        return False
+    return parts.scheme == "http" and (parts.hostname or "").rstrip(".") in hosts and origin_port == port
 
 
 def host_name(value: str) -> str:
@@ -152,7 +169,8 @@ def allowed_hosts(host: str, sock: socket.socket) -> tuple[str, ...]:
 
 
 def guarded_protocol():
-    """uvicorn's HTTP/1.1 protocol with a deadline on each request head and a cap on open connections."""
+    """uvicorn's HTTP/1.1 protocol with a deadline on each request head and caps on open connections
+    that close a waiting connection before they refuse a new one."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -160,13 +178,28 @@ def guarded_protocol():
         timer = None
 
         def connection_made(self, transport):
-            if len(self.connections) >= MAX_CONNECTIONS:
-                self.transport, self.refused = transport, True
-                transport.close()
-                return
-            self.refused = False
+            self.peer = (transport.get_extra_info("peername") or ("?",))[0]
+            self.refused, self.waiting_since = False, self.loop.time()
+            mine = [c for c in self.connections if getattr(c, "peer", None) == self.peer]
+            for crowd, cap in ((mine, MAX_PER_CLIENT), (list(self.connections), MAX_CONNECTIONS)):
+                if len(crowd) >= cap and not self.make_room(crowd):
+                    self.transport, self.refused = transport, True
+                    transport.close()
+                    return
             super().connection_made(transport)
             self.arm()
+
+        def make_room(self, crowd) -> bool:
+            """Close the connection of `crowd` that has waited longest without a request in progress."""
+            waiting = [c for c in crowd if c.waiting()]
+            if not waiting:
+                return False
+            min(waiting, key=lambda c: c.waiting_since).transport.close()
+            return True
+
+        def waiting(self) -> bool:
+            """No request being answered: connected or kept alive, at most part of a request head sent."""
+            return self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
 
         def arm(self):
             self.timer = self.loop.call_later(HEAD_SECONDS, self.too_slow)
@@ -184,6 +217,7 @@ def guarded_protocol():
 
         def on_response_complete(self):
             super().on_response_complete()
+            self.waiting_since = self.loop.time()
             if self.timer is None and not self.transport.is_closing():
                 self.arm()  # the next request on this connection gets its own deadline
 

@@ -12,13 +12,12 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import VAE
+from vaelab.models.common import MAX_PARAMS, VAE
 from vaelab.models.conv import ConvConfig, ConvDecoder, ConvEncoder
 from vaelab.models.mlp import MLPConfig, MLPDecoder, MLPEncoder
 
 FAMILIES = {"mlp": (MLPConfig, MLPEncoder, MLPDecoder), "conv": (ConvConfig, ConvEncoder, ConvDecoder)}
 DATA_FIELDS = ("input_shape", "num_classes")  # set from the data set, not by the user
-MAX_PARAMS = 100_000_000  # weights, gradients and Adam's two moments: 1.6 GB in float32
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from vaelab.errors import VaelabError
 from vaelab.options import MAX_CLASSES
 
 MAX_SIDE = 1024  # pixels of an image side a model is built for
+MAX_LATENT = 4096  # dimensions of z: the largest latent a model is built with
+MAX_PARAMS = 100_000_000  # weights, gradients and Adam's two moments: 1.6 GB in float32
 
 
 @dataclass(frozen=True)

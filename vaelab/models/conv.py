@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.models.common import check_data_fields, init_like_keras, one_hot
+from vaelab.models.common import MAX_LATENT, check_data_fields, init_like_keras, one_hot
 from vaelab.options import check
 
 DENSE_BIAS = 0.3  # the encoder's Dense ReLU layer starts with this bias: ConvEncoder.init_weights
@@ -32,7 +32,7 @@ DENSE_BIAS = 0.3  # the encoder's Dense ReLU layer starts with this bias: ConvEn
 class ConvConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
-    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": MAX_LATENT})
     dense_dim: int = field(
         default=14,
         metadata={

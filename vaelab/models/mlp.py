@@ -14,7 +14,7 @@ from math import prod
 import torch
 from torch import nn
 
-from vaelab.models.common import check_data_fields, init_like_keras, one_hot
+from vaelab.models.common import MAX_LATENT, check_data_fields, init_like_keras, one_hot
 from vaelab.options import check
 
 
@@ -22,7 +22,7 @@ from vaelab.options import check
 class MLPConfig:
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W), set from the data set
     num_classes: int = 0  # > 0 makes the model conditional on the label
-    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": 4096})
+    latent_dim: int = field(default=2, metadata={"help": "size of z", "min": 1, "cap": MAX_LATENT})
     hidden_dim: int = field(default=512, metadata={"help": "width of the hidden Dense layers", "min": 1, "cap": 16384})
     hidden_layers: int = field(default=1, metadata={"help": "hidden Dense layers on each side", "min": 1, "cap": 16})
     activation: str = field(

@@ -12,6 +12,13 @@ Modules outside this folder import from here, or figures.py, charts.py and pages
 """
 
 from vaelab.report.make import make_report
-from vaelab.report.settings import GRID_LIMITS, ReportSettings, fitted, grid_size, settings_problem
+from vaelab.report.settings import (
+    GRID_LIMITS,
+    MAX_SAMPLES,
+    ReportSettings,
+    fitted,
+    grid_size,
+    settings_problem,
+)
 
-__all__ = ["GRID_LIMITS", "ReportSettings", "fitted", "grid_size", "make_report", "settings_problem"]
+__all__ = ["GRID_LIMITS", "MAX_SAMPLES", "ReportSettings", "fitted", "grid_size", "make_report", "settings_problem"]

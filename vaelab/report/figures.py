@@ -186,10 +186,11 @@ def samples(run, n: int = 100, seed: int = 0, label: int | None = None):
 
 def classifier_for(run):
     """(classifier, test accuracy) for the run's data (trained once and cached), or None for
-    data without labels."""
-    if not run.data.labelled or run.data.num_classes < 2:
+    data it cannot judge (no labels, one class, images under 4 x 4 pixels)."""
+    from vaelab.evaluation import can_judge, get_classifier
+
+    if not can_judge(run.data):
         return None
-    from vaelab.evaluation import get_classifier
 
     classifier, info = get_classifier(run.data)
     return classifier, info["test_accuracy"]

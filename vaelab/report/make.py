@@ -20,10 +20,11 @@ from vaelab.errors import VaelabError
 from vaelab.report.settings import ReportSettings, fitted, settings_problem
 
 
-def make_report(run, settings: ReportSettings | None = None, **changes) -> Path:
+def make_report(run, settings: ReportSettings | None = None, trust_code: bool = False, **changes) -> Path:
     """Write RUN/figures/*.png and RUN/report.html of `run` (a vaelab.runs.Run or its folder);
-    returns the page's path. `changes` are ReportSettings fields (grid=31, labels=(4, 8), ...)."""
-    run = run if isinstance(run, runs.Run) else runs.Run.open(run)
+    returns the page's path. `changes` are ReportSettings fields (grid=31, labels=(4, 8), ...);
+    `trust_code` lets a run of your own model import its classes' module (vaelab/models/custom.py)."""
+    run = run if isinstance(run, runs.Run) else runs.Run.open(run, trust_code=trust_code)
     s = fitted(replace(settings or ReportSettings(), **changes), run.classes)
     problem = settings_problem(s, run.classes)
     if problem:

@@ -82,11 +82,11 @@ def latent_section(run, s):
 
 
 def generation_section(run, s, planar: bool):
-    yield _figure("samples", figures.samples(run, 100, s.seed))
+    yield _figure("samples", figures.samples(run, s.samples, s.seed))
     if run.data.labelled:
-        yield _figure("classes_grid", figures.class_grid(run, 5, s.seed))
+        yield _figure("classes_grid", figures.class_grid(run, s.per_class, s.seed))
     if run.data.labelled and s.walk:
-        yield _figure("walks", figures.walks(run, s.walk))
+        yield _figure("walks", figures.walks(run, s.walk, s.steps))
 
 
 def conditional_section(run, s, planar: bool):

@@ -4,13 +4,17 @@ the classes of the run's data, with defaults fitted to them."""
 from dataclasses import dataclass, replace
 
 from vaelab.errors import VaelabError
-from vaelab.options import check, label_list, opt, pair_list, percentile, positive_float
+from vaelab.options import MAX_SEED, check, label_list, opt, pair_list, percentile, positive_float
 
 Z_KINDS = ("mean", "sample")
 SPLITS = ("test", "train")
 PROJECTIONS = ("pca", "tsne")
 RANGES = ("data", "scale")
 GRID_LIMITS = (2, 64)
+MAX_SAMPLES = 10_000  # images of one samples figure or `vaelab sample` grid: a 5,600-pixel square of digits
+MAX_PER_CLASS = 20  # tiles per row of the per-class grid (its candidates are 100 codes a class)
+MAX_STEPS = 32  # images of an interpolation walk
+MAX_FIGURES = 20  # CVAE manifold grids (--labels) or walks (--walk) of one report
 
 
 # ---- the settings, and how their flags' text reads ------------------------------------------------
@@ -30,9 +34,11 @@ class ReportSettings:
     grid: int = opt(
         15, "images per side of the manifold grids, 2 to 64", min=GRID_LIMITS[0], max=GRID_LIMITS[1], parse=grid_size
     )
-    labels: tuple[int, ...] = opt((4, 8), "classes of the CVAE manifold grids, comma separated", parse=label_list)
+    labels: tuple[int, ...] = opt(
+        (4, 8), "classes of the CVAE manifold grids, comma separated", parse=label_list, items=MAX_FIGURES
+    )
     walk: tuple[tuple[int, int], ...] = opt(
-        ((1, 7), (4, 9), (3, 8)), "class pairs A:B of the interpolation walks", parse=pair_list
+        ((1, 7), (4, 9), (3, 8)), "class pairs A:B of the interpolation walks", parse=pair_list, items=MAX_FIGURES
     )
     z: str = opt("mean", "scatter the encoder means or one reparameterised sample per image", choices=Z_KINDS)
     split: str = opt("test", "scatter 5,000 test or training images", choices=SPLITS)
@@ -51,11 +57,16 @@ class ReportSettings:
         min=0.0,
         parse=percentile,
     )
-    seed: int = opt(0, "seed of the scatter subset and of sampled z")
+    seed: int = opt(0, "seed of the scatter subset and of sampled z", min=0, max=MAX_SEED)
+    samples: int = opt(100, "images of the samples figure", min=1, max=MAX_SAMPLES)
+    per_class: int = opt(5, "samples per class in the per-class grid", min=1, max=MAX_PER_CLASS)
+    steps: int = opt(10, "images along each interpolation walk", min=2, max=MAX_STEPS)
 
     def __post_init__(self):
-        object.__setattr__(self, "labels", tuple(self.labels))
-        object.__setattr__(self, "walk", tuple(tuple(p) for p in self.walk))
+        if isinstance(self.labels, list):  # as JSON or a notebook may give them
+            object.__setattr__(self, "labels", tuple(self.labels))
+        if isinstance(self.walk, list | tuple) and all(isinstance(p, list | tuple) for p in self.walk):
+            object.__setattr__(self, "walk", tuple(tuple(p) for p in self.walk))
         check(self)
         if not self.trim < 50:
             raise VaelabError(f"--trim is a percentile from 0 up to 50, got {self.trim}")

@@ -17,12 +17,14 @@ import torch
 
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
+from vaelab.files import strict_json
 from vaelab.options import MAX_CLASSES
 
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch.optim.Adam keeps per parameter
 NUMBERS = ("train_", "test_", "seconds", "images_per_second")  # metrics columns that hold numbers
 RESTORE = "restore the file from a copy, or train the run again"
 WORDS = {3: "three", 4: "four"}
+VAELAB_KEYS = {"vaelab_version", "model", "model_config", "train", "data"}  # of every run's config.json
 
 
 # ---- config.json ---------------------------------------------------------------------------------
@@ -45,8 +47,11 @@ def check_config(config, path: Path) -> dict:
         if not isinstance(config.get(key), kind):
             raise bad(f'"{key}"', f"must be {what}, got {config.get(key)!r}")
     known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config["train"]) - known)
+    if unknown:
+        raise bad('"train"', f"holds {unknown[0]!r}, a setting this vaelab does not know (a newer vaelab's run?)")
     try:
-        TrainConfig(**{k: v for k, v in config["train"].items() if k in known})
+        TrainConfig(**config["train"])
     except VaelabError as e:
         raise bad('"train"', f"fails a check ({e})") from None
     data = config["data"]
@@ -66,9 +71,10 @@ def check_config(config, path: Path) -> dict:
 # ---- a new run's folder --------------------------------------------------------------------------
 
 
-def check_new_run_dir(run_dir: Path, overwrite: bool, run_files) -> None:
-    """Refuse a run folder that holds anything but a run (`run_files`), or anything at all
-    without `overwrite`."""
+def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=()) -> None:
+    """Refuse a run folder that holds anything at all without `overwrite`; with it, anything but a
+    vaelab run: its config.json must be one vaelab wrote (it has the fields every run's has), and every
+    other entry one of `run_files` (or `bookkeeping`, the lock and unfinished files, which prove nothing)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise VaelabError(f"--out {run_dir} is a file, not a folder; pick another --out")
     entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
@@ -84,6 +90,18 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files) -> None:
             f"{' ...' if len(foreign) > 3 else ''}, which vaelab did not write: move them away, "
             f"or pick another --out"
         )
+    if [n for n in entries if n not in bookkeeping and not re.fullmatch(r"\..+\.tmp", n)]:
+        try:  # a vaelab run's config.json, perhaps damaged since, holds these: another program's does not
+            config = json.loads((run_dir / "config.json").read_text())
+            vaelab_wrote = isinstance(config, dict) and VAELAB_KEYS <= set(config)
+        except (OSError, ValueError, RecursionError):  # missing, unreadable or not JSON
+            vaelab_wrote = False
+        if not vaelab_wrote:
+            raise VaelabError(
+                f"--overwrite replaces a vaelab run, but {run_dir} holds no config.json that vaelab wrote, so "
+                f"its files ({', '.join(entries[:3])}{' ...' if len(entries) > 3 else ''}) may be someone "
+                f"else's: move them away, or pick another --out"
+            )
 
 
 # ---- metrics.jsonl -------------------------------------------------------------------------------
@@ -92,7 +110,7 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files) -> None:
 def metrics_rows(path: Path) -> list[dict]:
     """The rows of metrics.jsonl, read and checked."""
     try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [strict_json(line) for line in path.read_text().splitlines() if line.strip()]
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise VaelabError(
             f"{path} has a line that is not JSON ({e}): the file was edited or damaged; delete "
@@ -189,7 +207,7 @@ def checkpoint_parts(rest: dict, optimizer, path: Path) -> tuple[dict, dict, dic
     """(position, Adam state {index: {name: tensor}}, rng states) from a checkpoint's tensors
     other than the weights, each checked against `optimizer`."""
     try:
-        position = json.loads(bytes(rest.pop("meta.json").tolist()).decode())["position"]
+        position = strict_json(bytes(rest.pop("meta.json").tolist()).decode())["position"]
     except (KeyError, TypeError, ValueError, RecursionError):
         raise CheckpointError(f"{path} lacks a readable meta.json (the position in training): {RESTORE}") from None
     state: dict = {}
@@ -236,6 +254,16 @@ def check_rng(rng: dict, path: Path) -> None:
             torch.Generator().set_state(rng[name])
         except (RuntimeError, TypeError) as e:
             raise CheckpointError(f"{path}: rng.{name} is not a generator state ({e}); {RESTORE}") from None
+
+
+def check_adam_steps(optimizer, done: int, path: Path) -> None:
+    """Adam's step count of every parameter is at most the optimisation steps the position says were
+    taken (a step count of 1e30 would turn Adam's bias correction off without a word)."""
+    for state in optimizer.state.values():
+        step = float(state["step"])
+        if step > done:
+            raise CheckpointError(f"{path}: Adam has taken {step:g} steps by its state, but the position says "
+                                  f"{done}: the file was edited or damaged; {RESTORE}")
 
 
 def check_position(position, steps: int, epochs: int, terms: int, path: Path) -> str:

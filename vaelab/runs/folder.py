@@ -21,6 +21,7 @@ One process at a time writes a run (lock.py). Everything read back is checked fi
 import csv
 import io
 import json
+import os
 import platform
 import re
 import sys
@@ -33,6 +34,7 @@ import torch
 
 import vaelab
 from vaelab.device import describe_device
+from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, make_folder, read_json, write_json
 from vaelab.models import count_params, custom
 from vaelab.runs import checks, journal
@@ -41,7 +43,7 @@ from vaelab.runs.weights import checkpoint_bytes, config_dict, weights_bytes
 
 CONFIG, WEIGHTS, CHECKPOINT = "config.json", "model.safetensors", "checkpoint.safetensors"
 METRICS, METRICS_CSV = "metrics.jsonl", "metrics.csv"
-RECON, FIGURES = "recon", "figures"
+RECON, FIGURES, EXPORT, TENSORBOARD = "recon", "figures", "export", "tensorboard"
 REPORT, EVAL, SAMPLES = "report.html", "eval.json", "samples.png"
 RUN_FILES = (
     CHECKPOINT,
@@ -54,6 +56,8 @@ RUN_FILES = (
     REPORT,
     EVAL,
     SAMPLES,
+    EXPORT,
+    TENSORBOARD,
     journal.STAGE,
     LOCK,
 )  # everything vaelab puts in a run folder; the checkpoint first
@@ -66,6 +70,15 @@ EPOCH_FILES = re.compile(
 # ---- a new run ----------------------------------------------------------------------------------
 
 
+def run_folder(run_dir) -> Path:
+    """`run_dir` (a path or its text) as the Path of an existing run folder, or a VaelabError saying what is wrong."""
+    if not isinstance(run_dir, str | os.PathLike) or not str(run_dir):
+        raise VaelabError(f"a run folder is a path, such as 'runs/conv-mnist-20250101-120000', not {run_dir!r}")
+    if not Path(run_dir).is_dir():
+        raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
+    return Path(run_dir)
+
+
 def default_folder(*parts: str) -> Path:
     """runs/PART-PART-...-TIMESTAMP: where a run, a comparison or a sweep goes when no --out is given."""
     return Path("runs") / "-".join([*map(str, parts), f"{datetime.now():%Y%m%d-%H%M%S}"])
@@ -74,7 +87,7 @@ def default_folder(*parts: str) -> Path:
 def new_run_dir(model: str, dataset: str, out: str | None, overwrite: bool) -> Path:
     """The folder of a new run (default runs/MODEL-DATASET-TIMESTAMP), created."""
     run_dir = Path(out) if out is not None else default_folder(model, dataset)
-    checks.check_new_run_dir(run_dir, overwrite, RUN_FILES)
+    checks.check_new_run_dir(run_dir, overwrite, RUN_FILES, bookkeeping=(journal.STAGE, LOCK))
     return make_folder(run_dir)
 
 
@@ -113,6 +126,11 @@ def describe(train_config, model, data, device: torch.device, processes: int = 1
 
 def write_config(run_dir: Path, config: dict) -> None:
     write_json(Path(run_dir) / CONFIG, config)
+
+
+def read_config_file(path: Path) -> dict:
+    """A run's config.json given as a file (`vaelab train --config`), checked as `read_config` checks it."""
+    return checks.check_config(read_json(Path(path)), Path(path))
 
 
 def read_config(run_dir: Path) -> dict:
@@ -184,6 +202,34 @@ def commit_epoch(
     journal.commit(Path(run_dir), files, EPOCH_FILES)
 
 
+# ---- writing inside a run folder: never through a link ------------------------------------------------
+
+
+def inside(run_dir: Path, *parts: str) -> Path:
+    """RUN/PART/.../NAME for writing: every folder on the way is a real folder of the run (made when
+    missing), never a symbolic link, so nothing vaelab writes lands outside the run through a link
+    planted in a shared folder. The file itself is written atomically (a link at its place is replaced,
+    not followed)."""
+    path = Path(run_dir)
+    for part in parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise VaelabError(
+                f"{path} is a symbolic link, not a folder of the run: vaelab never writes through a link "
+                f"(it could point anywhere); remove the link and try again"
+            )
+        if not path.is_dir():
+            make_folder(path)
+    return path / parts[-1]
+
+
+def write_into(run_dir: Path, data: bytes, *parts: str) -> Path:
+    """Write `data` to RUN/PART/.../NAME, whole or not at all, never through a link (see `inside`)."""
+    path = inside(run_dir, *parts)
+    atomic_write(path, data)
+    return path
+
+
 # ---- images, figures, the report and the evaluation ------------------------------------------------
 
 
@@ -193,9 +239,9 @@ def recon_path(run_dir: Path, epoch: int) -> Path:
 
 def save_reconstructions(run_dir: Path, epoch: int, array: np.ndarray) -> None:
     """recon/epoch_NNN.png: a uint8 image grid (inputs on top, reconstructions below)."""
-    from vaelab.images import save_png
+    from vaelab.images import png_bytes
 
-    save_png(recon_path(run_dir, epoch), array)
+    write_into(run_dir, png_bytes(array), RECON, f"epoch_{epoch:03d}.png")
 
 
 def reconstruction_epochs(run_dir: Path) -> list[tuple[int, Path]]:
@@ -211,34 +257,25 @@ def figure_path(run_dir: Path, name: str) -> Path:
 def save_figure(run_dir: Path, name: str, figure) -> Path:
     """figures/NAME.png from a matplotlib Figure (100 dpi, tight), or pixel for pixel from a
     uint8 array."""
-    path = figure_path(run_dir, name)
-    path.parent.mkdir(exist_ok=True)
-    if isinstance(figure, np.ndarray):
-        from vaelab.images import save_png
+    from vaelab.images import figure_bytes, png_bytes
 
-        save_png(path, figure)
-    else:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")  # "tight": no clipped labels
-        atomic_write(path, buffer.getvalue())
-    return path
+    data = png_bytes(figure) if isinstance(figure, np.ndarray) else figure_bytes(figure)
+    return write_into(run_dir, data, FIGURES, f"{name}.png")
 
 
 def remove_figures(run_dir: Path, keep) -> None:
     """Delete figures/*.png not named in `keep` (left from earlier settings, e.g. other --labels)."""
-    for path in Path(run_dir).joinpath(FIGURES).glob("*.png"):
+    for path in inside(run_dir, FIGURES, "*.png").parent.glob("*.png"):
         if path.stem not in keep:
             path.unlink()
 
 
 def write_report(run_dir: Path, page: str) -> Path:
-    atomic_write(Path(run_dir) / REPORT, page.encode())
-    return Path(run_dir) / REPORT
+    return write_into(run_dir, page.encode(), REPORT)
 
 
 def write_eval(run_dir: Path, result: dict) -> Path:
-    write_json(Path(run_dir) / EVAL, result)
-    return Path(run_dir) / EVAL
+    return write_into(run_dir, (json.dumps(result, indent=2) + "\n").encode(), EVAL)
 
 
 def read_eval(run_dir: Path) -> dict | None:

@@ -30,6 +30,8 @@ def commit(folder: Path, files: dict[str, bytes], allowed: re.Pattern) -> None:
     stage = folder / STAGE
     assert all(allowed.fullmatch(name) for name in files), list(files)
     recover(folder, allowed)
+    for name in files:  # every folder a file goes into is a real folder of `folder`, never a link
+        check_no_link(folder, name)
     try:
         stage.mkdir()
         for i, data in enumerate(files.values()):
@@ -67,6 +69,8 @@ def recover(folder: Path, allowed: re.Pattern) -> bool:
     """Finish a commit that was decided but cut short, or drop one that was not; True when a
     decided commit was finished."""
     stage = Path(folder) / STAGE
+    if stage.is_symlink():
+        raise VaelabError(f"{stage} is a symbolic link, which vaelab never writes: remove it and continue")
     if not stage.is_dir():
         return False
     names = pending(stage)
@@ -74,6 +78,9 @@ def recover(folder: Path, allowed: re.Pattern) -> bool:
         shutil.rmtree(stage, ignore_errors=True)
         return False
     bad = [n for n in names if not isinstance(n, str) or not allowed.fullmatch(n)]
+    if not bad:
+        for name in names:
+            check_no_link(Path(folder), name)
     if bad:
         raise VaelabError(
             f"{stage / MANIFEST} names files outside the run ({bad[0]!r}): it was not written "
@@ -105,15 +112,28 @@ def pending(stage: Path) -> list | None:
 
 
 def remove(folder: Path, names: list[str]) -> None:
-    """Delete folder/NAME for each of `names` (files or folders), in order, and stray temporary files."""
+    """Delete folder/NAME for each of `names` (files or folders), in order, and stray temporary files;
+    a symbolic link is removed itself, never what it points to."""
     for path in [folder / name for name in names] + list(folder.glob(".*.tmp")):
         try:
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            elif path.exists():
+            elif path.exists() or path.is_symlink():
                 path.unlink()
         except OSError as e:
             raise storage_error(path, e, "remove") from None
+
+
+def check_no_link(folder: Path, name: str) -> None:
+    """Refuse a file `name` (a relative path) whose folders inside `folder` include a symbolic link."""
+    path = folder
+    for part in Path(name).parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise VaelabError(
+                f"{path} is a symbolic link, not a folder of the run: vaelab never writes through a link "
+                f"(it could point anywhere); remove the link and try again"
+            )
 
 
 def sync_folder(folder: Path) -> None:

@@ -1,8 +1,10 @@
-"""One writer per run folder: `RUN/.lock`, held with flock(2) while a process trains into RUN.
+"""One writer per run folder: the folder itself is held with flock(2) while a process trains into it.
 
-The kernel releases the lock when its holder exits, however it exits (kill -9 included), so a
-lock never outlives its process and never needs cleaning up. A second writer is refused at once
-with the holder's pid and command line. A process that only reads a run never takes it.
+The lock is on the folder, not on a file in it, so deleting or replacing a file cannot let a second
+writer in. The kernel releases the lock when its holder exits, however it exits (kill -9 included),
+so a lock never outlives its process and never needs cleaning up. `RUN/.lock` only says who holds
+it: a second writer is refused at once with the holder's pid and command line. A process that
+only reads a run never takes it.
 """
 
 import json
@@ -29,39 +31,41 @@ class RunLock:
     """`with RunLock(run_dir):` the body runs as the run folder's only writer, or RunInUse is raised."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
-        self.file = None
+        self.folder, self.path = Path(run_dir), Path(run_dir) / LOCK
+        self.fd = None
 
     def __enter__(self):
-        try:  # never through a symbolic link: truncating it would empty another file
-            self.file = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666), "r+")
+        try:
+            self.fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError as e:
-            raise storage_error(self.path, e, "create the lock file") from None
+            raise storage_error(self.folder, e, "open the run folder") from None
         if fcntl is not None:
             try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = self.holder()
-                self.file.close()
+                os.close(self.fd)
                 raise RunInUse(
-                    f"{self.path.parent} is being written by another vaelab process{holder}; two "
+                    f"{self.folder} is being written by another vaelab process{holder}; two "
                     f"writers would overwrite each other's epochs. Wait for it to finish, stop it "
                     f"(Ctrl-C, or kill -INT PID: it writes a checkpoint), or pick another --out"
                 ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(json.dumps({"pid": os.getpid(), "command": sys.argv}) + "\n")
-        self.file.flush()
+        try:  # never through a symbolic link: truncating it would empty another file
+            with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666), "w") as f:
+                f.write(json.dumps({"pid": os.getpid(), "command": sys.argv}) + "\n")
+        except OSError as e:
+            os.close(self.fd)
+            raise storage_error(self.path, e, "create the lock file") from None
         return self
 
     def holder(self) -> str:
         """' (pid N: COMMAND)' from the lock file, or '' when it cannot be read."""
         try:
-            self.file.seek(0)
-            info = json.loads(self.file.read(1 << 16) or "{}")
+            with os.fdopen(os.open(self.path, os.O_RDONLY | NOFOLLOW)) as f:
+                info = json.loads(f.read(1 << 16) or "{}")
             return f" (pid {int(info['pid'])}: {' '.join(map(str, info['command']))})"
         except (ValueError, KeyError, TypeError, OSError):
             return ""
 
     def __exit__(self, *_):
-        self.file.close()  # closing the descriptor releases the lock
+        os.close(self.fd)  # closing the descriptor releases the lock

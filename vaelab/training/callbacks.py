@@ -19,6 +19,8 @@ reconstructions, checkpoints) do not go through callbacks.
 
 from pathlib import Path
 
+from vaelab.errors import VaelabError
+
 
 class Callback:
     """Hooks of the training loop; each does nothing until overridden."""
@@ -38,6 +40,27 @@ class Callback:
         """After the last epoch."""
 
 
+HOOKS = ("on_train_begin", "on_step", "on_epoch_end", "on_train_end")
+
+
+def check_callbacks(callbacks) -> list:
+    """The callbacks as a list, each checked before anything is trained or written: an object with the
+    four hooks (a vaelab.Callback) and a step_every that is a whole number of at least 1."""
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, list | tuple):
+        raise VaelabError(f"callbacks must be a list of vaelab.Callback objects, got {callbacks!r}")
+    for c in callbacks:
+        missing = [h for h in HOOKS if not callable(getattr(c, h, None))]
+        if missing:
+            raise VaelabError(
+                f"callback {c!r} has no {missing[0]}(): a callback is a subclass of vaelab.Callback "
+                f"(class Mine(vaelab.Callback): ...), which has every hook"
+            )
+        every = getattr(c, "step_every", None)
+        if type(every) is not int or every < 1:
+            raise VaelabError(f"callback {c!r}: step_every must be a whole number of at least 1, got {every!r}")
+    return list(callbacks)
+
+
 class TensorBoard(Callback):
     """RUN/tensorboard/: scalars per step (loss terms, learning rate, KL weight) and per epoch (train
     and test terms, test ELBO, seconds), the reconstructions of each epoch, and at the end the test
@@ -52,15 +75,17 @@ class TensorBoard(Callback):
 
     def open(self, run_dir: Path):
         if self.writer is None:
-            from vaelab.errors import VaelabError
-
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise VaelabError(
                     "--tensorboard needs the tensorboard package: pip install 'vaelab[tensorboard]'"
                 ) from None
-            self.writer = SummaryWriter(str(self.log_dir or Path(run_dir) / "tensorboard"))
+            from vaelab import runs
+
+            # in the run folder, never through a link planted there (its event files are written by TensorBoard)
+            folder = self.log_dir or runs.inside(run_dir, runs.TENSORBOARD, "events").parent
+            self.writer = SummaryWriter(str(folder))
         return self.writer
 
     def on_train_begin(self, run_dir: Path) -> None:

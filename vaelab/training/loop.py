@@ -27,7 +27,7 @@ from vaelab.latent import decode, encode_set
 from vaelab.losses import Objective
 from vaelab.progress import bar as progress_bar
 from vaelab.training import distributed, speed
-from vaelab.training.advice import collapse_notice, divergence_advice
+from vaelab.training.advice import collapse_notice, divergence_advice, first_step_advice
 from vaelab.training.distributed import Ranks, sum_all
 from vaelab.training.schedule import kl_weight, learning_rate, warmup_steps
 from vaelab.training.state import match_layouts, rng_state, set_rng_state
@@ -213,24 +213,20 @@ def fit(
             )
             loss = step((x, train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
+                untouched = done == 0  # no update yet: the model or the data, not the learning rate
                 raise VaelabError(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}. "
-                    + divergence_advice(cfg, run_dir, saved_at)
+                    + (first_step_advice() if untouched else divergence_advice(cfg, run_dir, saved_at))
                 )
             sums += loss
             tell_step(callbacks, done + 1, loss, optimizer, beta, epoch)
             bar.update(cfg.batch_size)
             if i % 25 == 24:
                 bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
-            if stop_requested(stop, i, steps, device, ranks):
+            if stop_requested(stop, i, steps, device, ranks) and i + 1 < steps:  # on the last step: at the end
                 checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
                 bar.close()
-                signum = stop.signum or signal.SIGTERM  # a rank told to stop by another rank
-                raise Interrupted(
-                    f"stopped by {signal.Signals(signum).name} in epoch {epoch} after step {i + 1} "
-                    f"of {steps}; checkpoint written. Continue with: vaelab train --resume {run_dir}",
-                    signum,
-                )
+                raise interrupted(stop, f"in epoch {epoch} after step {i + 1} of {steps}", run_dir)
         bar.close()
         train_means = (sum_all(sums, ranks) / (steps * ranks.world)).tolist()
         train_seconds = time.perf_counter() - started
@@ -255,10 +251,24 @@ def fit(
                 config,
                 callbacks,
             )
+        if epoch < cfg.epochs and stop_requested(stop, steps - 1, steps, device, ranks):  # it came on the last step
+            distributed.wait_for_all(ranks)
+            raise interrupted(stop, f"at the end of epoch {epoch}", run_dir)
     for callback in callbacks:
         callback.on_train_end(run_dir)
     distributed.wait_for_all(ranks)  # leave together: a gloo process that tore its group down while
     return run_dir  # rank 0 still wrote the last epoch aborted ("terminate called")
+
+
+def interrupted(stop: StopSignals, where: str, run_dir: Path) -> Interrupted:
+    """The error that ends training stopped by a signal, once its checkpoint is written: a stop on an
+    epoch's last step waits for that epoch's end, so every stop leaves a position training resumes from."""
+    signum = stop.signum or signal.SIGTERM  # a rank told to stop by another rank
+    return Interrupted(
+        f"stopped by {signal.Signals(signum).name} {where}; checkpoint written. "
+        f"Continue with: vaelab train --resume {run_dir}",
+        signum,
+    )
 
 
 def restore(
@@ -280,6 +290,7 @@ def restore(
         group["capturable"] = speed.capturable(how)  # this run's speed mode, not the saved one's
     match_layouts(optimizer)
     saved_at = runs.check_position(position, steps, cfg.epochs, len(objective.terms), run_dir / runs.CHECKPOINT)
+    runs.check_adam_steps(optimizer, position["epoch"] * steps + position["step"], run_dir / runs.CHECKPOINT)
     notes = runs.resume_notes(runs.read_metrics(run_dir), position["epoch"], cfg.epochs, run_dir)
     for note in notes if ranks.main else []:
         print(note, flush=True)

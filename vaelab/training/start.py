@@ -14,7 +14,9 @@ from vaelab.data import ImageData, load_dataset
 from vaelab.device import env_rank, resolve_device
 from vaelab.errors import VaelabError
 from vaelab.models import build_model, custom, get_preset, make_config
+from vaelab.options import check_values
 from vaelab.training import distributed
+from vaelab.training.callbacks import check_callbacks
 from vaelab.training.loop import check_batch_fits, fit
 from vaelab.training.stopping import StopSignals
 
@@ -34,6 +36,7 @@ def train(
     own that follows the model interface (then cfg.model is "custom"); `command`, what config.json
     records as the command that started the run (default: this process's command line); `callbacks`,
     vaelab.Callback objects told of each step, epoch and the end."""
+    callbacks = check_callbacks(callbacks)
     with StopSignals() as stop:  # from here on, Ctrl-C ends in a checkpoint
         ranks, device = distributed.setup(resolve_device(cfg.device))
         torch.manual_seed(cfg.seed)
@@ -74,12 +77,17 @@ def new_model(cfg: TrainConfig, model_options: dict | None, data: ImageData, mod
 
 
 def resume(
-    run_dir: str | Path, progress: bool = True, model: torch.nn.Module | None = None, callbacks=(), **overrides
+    run_dir: str | Path,
+    progress: bool = True,
+    model: torch.nn.Module | None = None,
+    callbacks=(),
+    trust_code: bool = False,
+    **overrides,
 ) -> Path:
     """Continue a run from its last checkpoint; `overrides` may extend the epochs, or change the
     learning rate or gradient clipping (e.g. after a divergence). `model`: a module of your own to
-    continue, when its classes cannot be imported (vaelab/models/custom.py)."""
-    run_dir = Path(run_dir)
+    continue, when its classes cannot be imported; `trust_code`, to let a run of your own model import
+    the module its classes come from (vaelab/models/custom.py)."""
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES)
@@ -87,8 +95,9 @@ def resume(
             f"--resume continues a run with its own settings; only {allowed} may change, "
             f"not {', '.join(sorted(unknown))}"
         )
-    if not run_dir.is_dir():
-        raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
+    check_values(TrainConfig, {k: v for k, v in overrides.items() if v is not None})  # before anything is read
+    run_dir = runs.run_folder(run_dir)
+    callbacks = check_callbacks(callbacks)
     main = env_rank() == 0
     with runs.RunLock(run_dir) if main else nullcontext():  # one writer; the others are refused at once
         if main:
@@ -106,7 +115,7 @@ def resume(
             distributed.share(None, ranks)  # the others wait until rank 0 has completed the folder
             torch.manual_seed(cfg.seed)
             data = load_dataset(cfg.dataset, cfg.data_dir)
-            model = (runs.rebuild(saved, run_dir) if model is None else model).to(device)
+            model = (runs.rebuild(saved, run_dir, trust_code) if model is None else model).to(device)
             changed = {**saved, "train": asdict(cfg)} if asdict(cfg) != saved["train"] else None
             return fit(
                 cfg,
