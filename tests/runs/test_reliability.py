@@ -118,7 +118,8 @@ class Stop(vaelab.Callback):
     step_every = 32  # 4,000 images in batches of 128: the last step of epoch 1
     def on_step(self, step, values):
         os.kill(os.getpid(), getattr(signal, sys.argv[2]))
-vaelab.train(model="conv", dataset="mnist-sample", epochs=2, seed=5, out=sys.argv[1], progress=False, callbacks=[Stop()])
+vaelab.train(model="conv", dataset="mnist-sample", epochs=2, seed=5, out=sys.argv[1], progress=False,
+             callbacks=[Stop()])
 """
 
 

@@ -22,14 +22,13 @@ from conftest import run_vaelab, vaelab_cli
 from safetensors.torch import load_file, save_file
 
 from vaelab import cli, runs
+from vaelab.config import TrainConfig
+from vaelab.errors import CheckpointError, VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.export import export_run
 from vaelab.report import make_report
-from vaelab.training import TensorBoard
-from vaelab.config import TrainConfig
-from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import RunInUse, RunLock, journal
-from vaelab.training import resume, train
+from vaelab.training import TensorBoard, resume, train
 
 SETTINGS = dict(model="mlp", dataset="mnist-sample", batch_size=500, seed=7)  # 8 steps an epoch
 TRAIN = [
