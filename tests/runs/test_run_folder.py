@@ -306,8 +306,12 @@ WRITERS = {  # what writes into a run folder, given the run's folder
     "tensorboard": lambda run: resume(run, epochs=2, progress=False, callbacks=[TensorBoard()]),
     "evaluation": lambda run: evaluate_run(run, iw_samples=2, iw_images=10, quality_samples=0),
 }
-FILE_LINKS = {"export": "export/decoder.pt", "report": "report.html", "samples": "samples.png",
-              "evaluation": "eval.json"}
+FILE_LINKS = {
+    "export": "export/decoder.pt",
+    "report": "report.html",
+    "samples": "samples.png",
+    "evaluation": "eval.json",
+}
 FOLDER_LINKS = {"export": "export", "report": "figures", "an epoch": "recon", "tensorboard": "tensorboard"}
 
 

@@ -262,8 +262,10 @@ def check_adam_steps(optimizer, done: int, path: Path) -> None:
     for state in optimizer.state.values():
         step = float(state["step"])
         if step > done:
-            raise CheckpointError(f"{path}: Adam has taken {step:g} steps by its state, but the position says "
-                                  f"{done}: the file was edited or damaged; {RESTORE}")
+            raise CheckpointError(
+                f"{path}: Adam has taken {step:g} steps by its state, but the position says "
+                f"{done}: the file was edited or damaged; {RESTORE}"
+            )
 
 
 def check_position(position, steps: int, epochs: int, terms: int, path: Path) -> str:

@@ -18,26 +18,28 @@ from vaelab.latent import encode_set
 from vaelab.losses import Objective
 from vaelab.models import build_model, custom
 from vaelab.runs import checks
-from vaelab.runs.folder import CONFIG, WEIGHTS, read_config, read_metrics
+from vaelab.runs.folder import CONFIG, WEIGHTS, read_config, read_metrics, run_folder
 from vaelab.runs.weights import load_weights
 
 
-def load_model(run_dir: Path, device: str | torch.device = "cpu", weights: str = WEIGHTS, model=None):
+def load_model(
+    run_dir: Path, device: str | torch.device = "cpu", weights: str = WEIGHTS, model=None, trust_code: bool = False
+):
     """(model, run_config) rebuilt from a run folder alone, in eval mode; `model`, when given, is
-    filled with the weights instead (a model of your own whose classes cannot be imported)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise VaelabError(f"run folder {run_dir} does not exist; give the folder `vaelab train` wrote")
+    filled with the weights instead (a model of your own whose classes cannot be imported).
+    `trust_code`: a run of your own model may import the module its classes come from (see
+    vaelab/models/custom.py)."""
+    run_dir = run_folder(run_dir)
     config = read_config(run_dir)
-    model = rebuild(config, run_dir) if model is None else model
+    model = rebuild(config, run_dir, trust_code) if model is None else model
     load_weights(model, config["model"], run_dir / weights)
     return model.to(device).eval(), config
 
 
-def rebuild(config: dict, run_dir: Path) -> torch.nn.Module:
+def rebuild(config: dict, run_dir: Path, trust_code: bool = False) -> torch.nn.Module:
     """The untrained model a run's config.json describes (your own model: from its classes)."""
     if config["model"] == custom.NAME:
-        return custom.build(config["custom"], config["model_config"])
+        return custom.build(config["custom"], config["model_config"], trust_code)
     try:
         return build_model(config["model"], config["model_config"])
     except VaelabError as e:
@@ -62,10 +64,11 @@ class Run:
     given_data: object = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, run_dir, device: str | torch.device = "cpu", data=None, model=None):
+    def open(cls, run_dir, device: str | torch.device = "cpu", data=None, model=None, trust_code: bool = False):
         """The run in `run_dir`, from its folder alone; `data` shares an already loaded data set,
-        `model` is one to fill with the weights (see load_model)."""
-        model, config = load_model(run_dir, device, model=model)
+        `model` is one to fill with the weights, `trust_code` lets a run of your own model import
+        its classes (see load_model)."""
+        model, config = load_model(run_dir, device, model=model, trust_code=trust_code)
         return cls(Path(run_dir), config, model, read_metrics(run_dir), data)
 
     @cached_property
@@ -107,6 +110,6 @@ class Run:
         return sum(r["seconds"] for r in self.rows) / len(self.rows) if self.rows else float("nan")
 
 
-def open_run(run_dir, device: str | torch.device = "cpu", data=None, model=None) -> Run:
+def open_run(run_dir, device: str | torch.device = "cpu", data=None, model=None, trust_code: bool = False) -> Run:
     """`Run.open`: a finished (or stopped) run from its folder alone."""
-    return Run.open(run_dir, device, data, model)
+    return Run.open(run_dir, device, data, model, trust_code)

@@ -17,7 +17,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaelab.errors import CheckpointError
-from vaelab.files import atomic_write
+from vaelab.files import atomic_write, strict_json
 from vaelab.models import MAX_PARAMS
 from vaelab.runs import checks
 
@@ -60,11 +60,11 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
 
 def _metadata(data: bytes) -> dict:
     header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
+    header = strict_json(data[8 : 8 + header_len])
     meta = header.get("__metadata__") or {} if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("its metadata is not a table of text")
-    if "config" in meta and not isinstance(json.loads(meta["config"]), dict):
+    if "config" in meta and not isinstance(strict_json(meta["config"]), dict):
         raise ValueError("its model config is not a JSON object")
     return meta
 
