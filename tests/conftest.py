@@ -1,6 +1,9 @@
-"""What several test files share: the command runner, the bundled sample, and runs trained once
-per test session."""
+"""What several test files share: the command runners (in this process, or a new one where the
+process itself is tested), the bundled sample, and the runs trained once per test session."""
 
+import contextlib
+import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -19,11 +22,32 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-EXPLORER_SEED = 3  # 2 epochs on the sample: seed 3 gives an informative latent code (KL ~5 nats), not a collapsed one
+TRAINED = {  # model -> the settings of its run on the sample that every test reading such a run shares
+    "conv": dict(epochs=10, batch_size=32),  # as the demo trains it: the per-class grid must show its classes
+    "cvae": dict(epochs=2, batch_size=32),  # its label already matters: it classifies by its bound above chance
+    "cvae-mlp": dict(epochs=2, batch_size=32),
+    "mlp": dict(epochs=1),  # batch 128 (the default): 32 steps an epoch
+}
+
+
+def vaelab_cli(*args) -> subprocess.CompletedProcess:
+    """`vaelab ARGS` run in this process through vaelab.cli.main (what `python -m vaelab` calls),
+    its exit status and what it printed, as run_vaelab gives them, without starting Python and
+    PyTorch again (about a second each time). Where the process itself is tested (its exit status as
+    the shell sees it, signals, a terminal or a pipe, several processes), use run_vaelab."""
+    from vaelab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors, --help and --version
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    return subprocess.CompletedProcess(["vaelab", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def run_vaelab(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
-    """`python -m vaelab ARGS` as a user runs it, output captured."""
+    """`python -m vaelab ARGS` as a user runs it, in a new process, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "vaelab", *map(str, args)],
         capture_output=True,
@@ -52,21 +76,42 @@ def sample():
 
 
 @pytest.fixture(scope="session")
-def explorer_run(tmp_path_factory):
-    """run(model) -> the folder of a 2-epoch run of `model` on the sample (seed 3), trained once per
-    session and shared by the explorer's API and browser tests."""
+def trained_run(tmp_path_factory):
+    """trained_run(model) -> the folder of `model`'s run on the sample (settings in TRAINED), trained
+    the first time a test asks for it and shared by every test after. Tests only read it: a test
+    that writes into a run folder (a report, an evaluation, an export) works on copy_run(...) of it.
+    At the end of the session every shared run must be as it was trained."""
+    from vaelab.config import TrainConfig
+    from vaelab.training import train
 
-    def run(model: str):
-        from vaelab.config import TrainConfig
-        from vaelab.training import train
+    folders, trained = {}, {}
 
-        out = tmp_path_factory.getbasetemp() / "explorer-runs" / model
-        if not (out / "model.safetensors").is_file():
-            cfg = TrainConfig(model=model, dataset="mnist-sample", epochs=2, seed=EXPLORER_SEED, device="cpu")
-            train(cfg, out=out, overwrite=True, progress=False)
-        return out
+    def run(model: str) -> Path:
+        if model not in folders:
+            out = tmp_path_factory.getbasetemp() / "trained" / model
+            cfg = TrainConfig(model=model, dataset="mnist-sample", device="cpu", **TRAINED[model])
+            folders[model] = train(cfg, out=out, overwrite=True, progress=False)
+            trained[model] = digest(folders[model])
+        return folders[model]
 
-    return run
+    yield run
+    changed = [model for model, folder in folders.items() if digest(folder) != trained[model]]
+    assert not changed, f"a test wrote into the shared run of {changed}: give it copy_run(trained_run(...), tmp_path)"
+
+
+def digest(folder: Path) -> str:
+    """SHA-256 over the names and bytes of every file of a run folder but its lock."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != ".lock":
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def copy_run(folder: Path, to: Path) -> Path:
+    """A copy of a run folder (without its lock file) at `to`, for a test that writes into it."""
+    shutil.copytree(folder, to, ignore=shutil.ignore_patterns(".lock"))
+    return to
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="the test extras are not installed: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="the test extras are not installed: pip install -e '.[test]'")
 
+pytestmark = pytest.mark.slow  # a Jupyter kernel
+
 OWN_MODEL = """
 import torch
 from torch import nn

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run, vaelab_cli
 
 import vaelab
 from vaelab.runs import load_model, read_metrics
@@ -157,25 +158,14 @@ def test_weights_and_biases_offline_and_mlflow_file_store_record_the_run(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def cvae(tmp_path_factory):
-    return vaelab.train(
-        model="cvae",
-        dataset="mnist-sample",
-        epochs=1,
-        batch_size=100,
-        out=tmp_path_factory.mktemp("export") / "cvae",
-        progress=False,
-    )
+def cvae(tmp_path_factory, trained_run):
+    """A copy of the session's shared cvae run (the exports are written into it), opened as a notebook does."""
+    return vaelab.load(copy_run(trained_run("cvae"), tmp_path_factory.mktemp("export") / "cvae"))
 
 
 def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    result = subprocess.run(
-        [sys.executable, "-m", "vaelab", "export", str(cvae.dir), "--format", "onnx"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = vaelab_cli("export", cvae.dir, "--format", "onnx")
     assert result.returncode == 0, result.stderr
     written = [cvae.dir / "export" / name for name in ("decoder.onnx", "encoder.onnx")]
     assert result.stdout.splitlines() == [f"wrote {path}" for path in written]  # each file it wrote, named
@@ -196,6 +186,7 @@ def test_onnx_files_give_vaelabs_outputs_for_any_batch(cvae, tmp_path):
         np.testing.assert_allclose(logvar, want[1].numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # a new process
 def test_torchscript_runs_in_a_fresh_process_without_vaelab(cvae, tmp_path):
     paths = cvae.export("torchscript", "decoder")
     z, y = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)), torch.arange(5)

@@ -14,6 +14,7 @@ def test_there_is_a_notebook_per_exercise_family():
     assert len(EXAMPLES) == 4
 
 
+@pytest.mark.slow  # a Jupyter kernel for each notebook
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_the_notebook_runs_and_shows_its_figures(path, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own classifier cache, as on a new machine

@@ -386,6 +386,7 @@ def test_sample_into_a_missing_folder_or_from_nan_weights_is_named(untrained_run
 # ---- the process: a closed pipe, Ctrl-C while starting ----------------------------------------------
 
 
+@pytest.mark.slow  # a real process and its pipe
 def test_a_closed_output_pipe_is_one_line(untrained_run):
     process = subprocess.Popen(
         [sys.executable, "-m", "vaelab", "summary", "conv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -398,6 +399,7 @@ def test_a_closed_output_pipe_is_one_line(untrained_run):
     ), err
 
 
+@pytest.mark.slow  # a real process, interrupted
 @pytest.mark.parametrize("delay", [0.2, 0.5, 1.0, 2.5])
 def test_ctrl_c_while_starting_is_one_line(delay, tmp_path):
     """While torch loads, while the data load, or in the first steps (2,000 steps of 2 images ahead):

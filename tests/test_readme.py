@@ -49,6 +49,7 @@ def test_the_readme_has_commands_that_run_offline():
     assert sum(map(offline, commands)) >= 6, commands
 
 
+@pytest.mark.slow  # each command in a shell, as typed
 def test_every_offline_readme_command_runs(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # a private sample-quality classifier
     if not shutil.which("vaelab"):

@@ -3,10 +3,9 @@
 import argparse
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import vaelab_cli
 
 from vaelab.cli.make import add_sweep_parser, swept_setting
 from vaelab.config import TrainConfig
@@ -53,28 +52,20 @@ def test_the_table_holds_each_runs_last_epoch(swept):
 def test_a_finished_sweep_is_kept_and_a_changed_one_refused(swept):
     weights = swept / "latent_dim-2" / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vaelab",
-            "sweep",
-            "--latent-dim",
-            "2,8",
-            "--model",
-            "conv",
-            "--dataset",
-            "mnist-sample",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "64",
-            "--out",
-            str(swept),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = vaelab_cli(
+        "sweep",
+        "--latent-dim",
+        "2,8",
+        "--model",
+        "conv",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        swept,
     )
     assert result.returncode == 0, result.stderr
     assert "is finished; keeping it" in result.stdout and "| 8 |" in result.stdout

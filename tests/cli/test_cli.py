@@ -1,10 +1,11 @@
-"""Every CLI subcommand end to end, in a subprocess, as a user runs it."""
+"""Every CLI subcommand end to end, as a user runs it: through vaelab.cli.main in this process (what
+`python -m vaelab` calls), and `vaelab serve` in a process of its own."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import run_vaelab as vaelab
+from conftest import vaelab_cli as vaelab
 from PIL import Image
 
 METRIC_COLUMNS = {
@@ -189,6 +190,7 @@ def test_subcommand_runs(name, run_dir, tmp_path):
     assert printed.format(tmp=tmp_path) in result.stdout
 
 
+@pytest.mark.slow  # a new process that starts a server
 def test_serve_command_answers(run_dir):
     import subprocess
     import sys

@@ -1,20 +1,18 @@
 """Evaluation: the importance-weighted bound against a model whose likelihood is known exactly,
-then every evaluation on real (bundled MNIST sample) runs trained once for this module."""
+then every evaluation on real runs on the bundled MNIST sample (copies of the session's shared runs)."""
 
 import json
 import math
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run, vaelab_cli
 from PIL import Image
 from torch.distributions import MultivariateNormal
 
 from vaelab import latent, losses
-from vaelab.config import TrainConfig
 from vaelab.data import load_dataset, pixels
 from vaelab.data.pixels import to_float
 from vaelab.errors import VaelabError
@@ -29,7 +27,6 @@ from vaelab.evaluation import (
 )
 from vaelab.losses import kl_monte_carlo, log_normal, reconstruction_nll
 from vaelab.runs import load_model
-from vaelab.training import train
 
 BERNOULLI = {"likelihood": "bernoulli", "std": 0.1}
 
@@ -177,14 +174,13 @@ def test_frechet_distance_matches_scipy_and_known_cases():
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A conv (latent 2) and a cvae run, 2 epochs of batches of 32 on the sample; a private cache."""
+def lab(tmp_path_factory, trained_run):
+    """Copies of the shared conv (latent 2) and cvae runs on the sample, which the evaluation writes
+    into; a private cache."""
     root = tmp_path_factory.mktemp("evaluate")
+    conv_dir, cvae_dir = (copy_run(trained_run(model), root / model) for model in ("conv", "cvae"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        cfg = TrainConfig(dataset="mnist-sample", epochs=2, batch_size=32)
-        conv_dir = train(cfg, out=str(root / "conv"), progress=False)
-        cvae_dir = train(TrainConfig(**{**cfg.__dict__, "model": "cvae"}), out=str(root / "cvae"), progress=False)
         yield SimpleNamespace(
             root=root,
             conv_dir=conv_dir,
@@ -263,26 +259,18 @@ def test_label_swap_keeps_z_and_changes_the_label(lab):
 def test_evaluate_command_on_a_cvae(lab):
     """`vaelab evaluate` end to end: the CVAE classifier, its confusion PNG, the printed summary (the label
     swap is drawn by the report, with its labels: tests/report/test_report_answers.py)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vaelab",
-            "evaluate",
-            str(lab.cvae_dir),
-            "--iw-samples",
-            "5",
-            "--iw-images",
-            "60",
-            "--classify-samples",
-            "2",
-            "--quality-samples",
-            "0",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = vaelab_cli(
+        "evaluate",
+        lab.cvae_dir,
+        "--iw-samples",
+        "5",
+        "--iw-images",
+        "60",
+        "--classify-samples",
+        "2",
+        "--quality-samples",
+        "0",
+        "--no-progress",
     )
     assert result.returncode == 0, result.stderr
     assert "L_5" in result.stdout and "CVAE classifier" in result.stdout and "eval.json" in result.stdout

@@ -20,6 +20,7 @@ from conftest import CHROMIUM, CHROMIUM_ARGS
 from vaelab import explorer
 from vaelab.explorer import server
 
+pytestmark = pytest.mark.slow  # a browser
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the Python package playwright is not installed (pip install playwright)"
 )
@@ -30,10 +31,10 @@ if not Path(CHROMIUM).is_file():
 
 
 @pytest.fixture(scope="module")
-def base_url(explorer_run):
+def base_url(trained_run):
     import uvicorn
 
-    runs = explorer.load_runs([explorer_run("conv"), explorer_run("cvae")])
+    runs = explorer.load_runs([trained_run("conv"), trained_run("cvae")])
     sock = server.listen("127.0.0.1", 0)
     web = uvicorn.Server(uvicorn.Config(explorer.create_app(runs), log_level="warning"))
     thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,7 +1,7 @@
 """The explorer's JSON API (vaelab/explorer/) through Starlette's test client.
 
 Valid requests give what the model itself gives; every invalid one gets HTTP 4xx with a message
-that names the field. The runs are trained once per test session (conftest.explorer_run).
+that names the field. The runs are the session's shared ones (conftest.trained_run).
 """
 
 import argparse
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import vaelab_cli
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -38,8 +39,8 @@ def untrained_run(base, out, latent_dim: int):
 
 
 @pytest.fixture(scope="module")
-def run_dirs(tmp_path_factory, explorer_run):
-    conv, cvae = explorer_run("conv"), explorer_run("cvae")
+def run_dirs(tmp_path_factory, trained_run):
+    conv, cvae = trained_run("conv"), trained_run("cvae")
     return [conv, cvae, untrained_run(conv, tmp_path_factory.mktemp("pca") / "latent4", latent_dim=4)]
 
 
@@ -258,6 +259,7 @@ def test_a_busy_port_is_a_clear_error(run_dirs):
             explorer.serve([run_dirs[0]], "127.0.0.1", busy.getsockname()[1])
 
 
+@pytest.mark.slow  # a new process that starts a server
 def test_serve_prints_its_address_and_answers(run_dirs):
     code = "import sys; from vaelab.explorer import serve; serve(sys.argv[1:], port=0)"
     process = subprocess.Popen([sys.executable, "-c", code, str(run_dirs[0])], stdout=subprocess.PIPE, text=True)
@@ -274,12 +276,7 @@ def test_serve_prints_its_address_and_answers(run_dirs):
 
 
 def test_the_serve_command_exits_2_on_a_bad_run_folder(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "vaelab", "serve", str(tmp_path / "nowhere")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = vaelab_cli("serve", tmp_path / "nowhere")
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 

@@ -207,6 +207,7 @@ def test_the_real_server_checks_the_host(address):
     assert answer(conn).startswith(b"HTTP/1.1 400")
 
 
+@pytest.mark.slow  # a new process that starts a server
 def test_listening_beyond_this_machine_says_so(untrained_run):
     process = subprocess.Popen(
         [sys.executable, "-m", "vaelab", "serve", str(untrained_run), "--host", "0.0.0.0", "--port", "0"],

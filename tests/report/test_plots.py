@@ -9,29 +9,17 @@ from matplotlib.collections import PathCollection
 from PIL import Image
 
 from vaelab import latent
-from vaelab.config import TrainConfig
-from vaelab.data import load_dataset
 from vaelab.images import tile
 from vaelab.models.summary import layer_rows
 from vaelab.report import figures, plots
 from vaelab.runs import Run, load_model, read_metrics
-from vaelab.training import train
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A 1-epoch conv run and a 1-epoch cvae run (125 steps: enough to use its label) on the bundled sample,
-    with their test codes."""
-    root = tmp_path_factory.mktemp("plots")
-    conv_dir = train(
-        TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False
-    )
-    cvae_dir = train(
-        TrainConfig(model="cvae", dataset="mnist-sample", epochs=1, batch_size=32),
-        out=str(root / "cvae"),
-        progress=False,
-    )
-    data = load_dataset("mnist-sample")
+def lab(trained_run, sample):
+    """The shared conv and cvae runs on the bundled sample (only read here), with their test codes."""
+    conv_dir, cvae_dir = trained_run("conv"), trained_run("cvae")
+    data = sample
     conv, _ = load_model(conv_dir)
     cvae, _ = load_model(cvae_dir)
     mu, logvar = latent.encode_set(conv, data.test_x, data.test_y)

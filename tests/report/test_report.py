@@ -6,24 +6,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import copy_run
 
 from vaelab.cli.read import add_compare_parser, add_report_parser
 from vaelab.comparison import compare_runs, latent_summary, run_summary
-from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.report import make_report
 from vaelab.runs import Run, read_metrics
-from vaelab.training import train
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A conv run (1 epoch) and a cvae-mlp run (2 epochs) on the bundled sample, each reported once."""
+def runs(tmp_path_factory, trained_run):
+    """Copies of the shared conv and cvae-mlp runs on the bundled sample, each reported once."""
     root = tmp_path_factory.mktemp("report")
-    conv = train(TrainConfig(model="conv", dataset="mnist-sample", epochs=1), out=str(root / "conv"), progress=False)
-    cvae = train(
-        TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2), out=str(root / "cvae"), progress=False
-    )
+    conv, cvae = copy_run(trained_run("conv"), root / "conv"), copy_run(trained_run("cvae-mlp"), root / "cvae")
     pages = {"conv": make_report(conv), "cvae": make_report(cvae, labels=(4, 8), range_="scale", scale=2.5)}
     return SimpleNamespace(root=root, conv=conv, cvae=cvae, pages=pages)
 

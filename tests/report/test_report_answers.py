@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from conftest import CHROMIUM, CHROMIUM_ARGS, copy_run, needs_chromium
 
 from vaelab import latent
 from vaelab.config import TrainConfig
@@ -18,20 +18,13 @@ from vaelab.training import train
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """conv as the demo trains it (10 epochs of batches of 32 on the sample), a CVAE and an MMD run."""
+def trained(tmp_path_factory, trained_run):
+    """conv as the demo trains it (10 epochs of batches of 32 on the sample) and a CVAE (cvae-mlp), the
+    session's shared runs, and an MMD run trained here."""
     root = tmp_path_factory.mktemp("answers")
     folders = {
-        "conv": train(
-            TrainConfig(model="conv", dataset="mnist-sample", epochs=10, batch_size=32),
-            out=str(root / "conv"),
-            progress=False,
-        ),
-        "cvae": train(
-            TrainConfig(model="cvae-mlp", dataset="mnist-sample", epochs=2, batch_size=32),
-            out=str(root / "cvae"),
-            progress=False,
-        ),
+        "conv": trained_run("conv"),
+        "cvae": trained_run("cvae-mlp"),
         "mmd": train(
             TrainConfig(model="mlp", dataset="mnist-sample", epochs=2, batch_size=100, objective="mmd"),
             out=str(root / "mmd"),
@@ -107,10 +100,10 @@ def test_short_runs_tick_whole_epochs_and_show_each_epochs_time(trained):
     assert len(fig.axes[0].patches) == 2 * len(run.rows)  # training and evaluation, per epoch
 
 
-def test_the_report_is_organised_by_question_and_shows_the_evaluation(trained):
+def test_the_report_is_organised_by_question_and_shows_the_evaluation(trained, tmp_path):
     from vaelab.api import evaluate
 
-    run = trained["cvae"]
+    run = open_run(copy_run(trained["cvae"].dir, tmp_path / "cvae"))  # the report and the evaluation write into it
     page = make_report(run.dir).read_text()
     headings = re.findall(r"<h2>(.*?)</h2>", page)
     assert headings == [
@@ -144,6 +137,7 @@ def test_a_data_set_of_three_classes_gets_a_report_with_its_own_defaults(tmp_pat
     assert "figures/walks.png" in page
 
 
+@pytest.mark.slow  # a browser
 def test_the_comparison_table_fits_a_1400_pixel_window(trained, tmp_path):
     needs_chromium()
     from playwright import sync_api

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import copy_run, vaelab_cli
 from safetensors.torch import load_file
 
-from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.runs import load_model, read_metrics
-from vaelab.training import resume, train
+from vaelab.training import resume
 
 TRAIN = [
     "train",
@@ -75,6 +75,7 @@ def wait_for(path: Path, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # real training processes, stopped by signals
 @pytest.mark.parametrize("trial", range(3))
 def test_ctrl_c_at_a_random_moment_then_resume_is_bit_exact(trial, straight, tmp_path):
     out = tmp_path / "run"
@@ -93,6 +94,7 @@ def test_ctrl_c_at_a_random_moment_then_resume_is_bit_exact(trial, straight, tmp
     assert losses(straight) == losses(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(2))
 def test_kill_9_leaves_a_loadable_checkpoint(trial, straight, tmp_path):
     out = tmp_path / "run"
@@ -121,6 +123,7 @@ vaelab.train(model="conv", dataset="mnist-sample", epochs=2, seed=5, out=sys.arg
 """
 
 
+@pytest.mark.slow  # a training process, stopped by a signal
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_a_stop_on_an_epochs_last_step_ends_that_epoch_then_resume_is_bit_exact(signame, straight, tmp_path):
     """A signal on the last step of an epoch finishes that epoch (a checkpoint inside it would sit at
@@ -137,6 +140,7 @@ def test_a_stop_on_an_epochs_last_step_ends_that_epoch_then_resume_is_bit_exact(
     assert losses(straight) == losses(out)
 
 
+@pytest.mark.slow
 def test_sigterm_also_checkpoints(tmp_path):
     out = tmp_path / "run"
     process = start(out)
@@ -148,8 +152,8 @@ def test_sigterm_also_checkpoints(tmp_path):
     assert "stopped by SIGTERM" in stderr
 
 
-def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
-    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "run"), progress=False)
+def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(trained_run, tmp_path):
+    run = copy_run(trained_run("mlp"), tmp_path / "run")  # one epoch of mlp
     good = weights(run)
     steps = 32  # 4,000 images in batches of 128, the last one filled up from the epoch's other images
     with pytest.raises(
@@ -161,8 +165,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
     assert [r["epoch"] for r in read_metrics(run)] == [1]
 
 
-def test_a_pickle_where_weights_belong_is_refused_and_never_run(tmp_path):
-    run = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "run"), progress=False)
+def test_a_pickle_where_weights_belong_is_refused_and_never_run(trained_run, tmp_path):
+    run = copy_run(trained_run("mlp"), tmp_path / "run")
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -173,9 +177,9 @@ def test_a_pickle_where_weights_belong_is_refused_and_never_run(tmp_path):
         (run / name).write_bytes(pickle.dumps(Payload()))
         with pytest.raises(CheckpointError, match="not a readable safetensors file"):
             load_model(run, weights=name)
-    result = finish("train", "--resume", str(run), "--no-progress")
+    result = vaelab_cli("train", "--resume", run, "--no-progress")
     assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
-    result = finish("sample", str(run))
+    result = vaelab_cli("sample", run)
     assert result.returncode == 2 and "not a readable safetensors file" in result.stderr
     assert not marker.exists()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_vaelab
+from conftest import run_vaelab, vaelab_cli
 from safetensors.torch import load_file, save_file
 
 from vaelab import cli, runs
@@ -157,7 +157,7 @@ def test_resume_completes_a_commit_a_kill_cut_short(straight, first_epoch, tmp_p
         k += 1
     assert resume(run, epochs=2, progress=False) == run  # finishes the commit: epoch 2 is done
     assert snapshot(run) == {**snapshot(first_epoch), **files}
-    result = run_vaelab("train", "--resume", run, "--epochs", "2", "--no-progress", "--no-report")
+    result = vaelab_cli("train", "--resume", run, "--epochs", "2", "--no-progress", "--no-report")
     assert result.returncode == 0 and "already trained its 2 epochs; nothing to do" in result.stdout, result.stderr
 
 
@@ -177,6 +177,7 @@ def straight6(tmp_path_factory) -> Path:
     return train(TrainConfig(**SETTINGS, epochs=6), out=tmp_path_factory.mktemp("b") / "run", progress=False)
 
 
+@pytest.mark.slow  # a real training process, killed
 @pytest.mark.parametrize("moment", [f"{journal.STAGE}/1", f"{journal.STAGE}/4"])
 def test_kill_9_of_training_as_an_epoch_is_written_then_resume(moment, straight6, tmp_path):
     """Training is killed the moment an epoch's weights (.commit/1) or reconstructions (.commit/4)
@@ -204,6 +205,7 @@ def test_kill_9_of_training_as_an_epoch_is_written_then_resume(moment, straight6
     assert same_weights(straight6, run) and losses(straight6) == losses(run)
 
 
+@pytest.mark.slow  # a real training process, killed
 def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     run = tmp_path / "run"
     process = subprocess.Popen(
@@ -214,11 +216,11 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     )
     try:
         assert wait_for(run / runs.METRICS, process)  # training, and holding the run
-        second = run_vaelab("train", "--resume", run, "--no-progress")
+        second = vaelab_cli("train", "--resume", run, "--no-progress")
         assert second.returncode == 2 and "being written by another vaelab process (pid" in second.stderr
         assert f"pid {process.pid}" in second.stderr and "Traceback" not in second.stderr
         (run / ".lock").unlink()  # the lock is the folder's, not this file's
-        third = run_vaelab("train", "--resume", run, "--no-progress")
+        third = vaelab_cli("train", "--resume", run, "--no-progress")
         assert third.returncode == 2 and "being written by another vaelab process" in third.stderr, third.stderr
         assert process.poll() is None  # the first writer trains on, alone
     finally:
@@ -254,6 +256,7 @@ def test_a_second_writer_is_refused_and_a_killed_writer_frees_the_folder(first_e
         pass
 
 
+@pytest.mark.slow  # several processes, stopped by signals
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_stopping_the_launcher_stops_every_worker(signum, tmp_path):
     """`vaelab train --nproc 2`: SIGTERM is passed on (each worker writes its checkpoint); after
@@ -383,6 +386,7 @@ def test_a_failed_overwrite_keeps_the_finished_run(first_epoch, tmp_path):
     assert (run / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # a real training process, killed
 def test_an_overwrite_removes_the_old_run_before_writing_the_new(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
     (run / "figures").mkdir()
@@ -535,6 +539,7 @@ def test_a_tampered_checkpoint_is_refused_before_use(name, tampered):
 
 
 def test_a_tampered_checkpoint_never_crashes_the_resume_command(tampered):
+    # a process of its own: the crash (status 139) this guards against would otherwise end the test session
     result = run_vaelab("train", "--resume", tampered["adam moment of 3 values"], "--epochs", "2", "--no-progress")
     assert result.returncode == 2, result  # not 139: the fused Adam kernel never saw the wrong shape
     assert result.stderr.startswith("vaelab: error:") and "optim.0.exp_avg" in result.stderr

@@ -30,6 +30,8 @@ COMMON = [
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
+pytestmark = pytest.mark.slow  # several processes
+
 
 def vaelab(*args, env=ENV):
     return run_vaelab(*args, env=env)

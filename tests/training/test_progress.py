@@ -11,6 +11,8 @@ import termios
 
 import pytest
 
+pytestmark = pytest.mark.slow  # training processes on a terminal and in a pipe
+
 TRAIN = ["train", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "2", "--batch-size", "200", "--no-report"]
 
 

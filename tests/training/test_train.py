@@ -48,14 +48,10 @@ def test_an_existing_run_folder_is_not_overwritten(tmp_path):
     assert (out / "notes.txt").read_text() == "keep me"
 
 
-def test_conditional_model_trains_and_evaluates(tmp_path):
-    cfg = TrainConfig(model="cvae", dataset="mnist-sample", epochs=1)
-    run = train(cfg, out=str(tmp_path / "run"), progress=False)
-    model, _ = load_model(run)
-    from vaelab.data import load_dataset
-
-    data = load_dataset("mnist-sample")
-    result = evaluate(model, data.test_x, data.test_y, cfg)
+def test_conditional_model_trains_and_evaluates(trained_run, sample):
+    run = trained_run("cvae")  # trained by the session's shared fixture
+    model, config = load_model(run)
+    result = evaluate(model, sample.test_x, sample.test_y, TrainConfig(**config["train"]))
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
     assert result["recon"] < 400
 
