@@ -20,6 +20,7 @@ RUN_TRAINING = {
     "vaelab.api",
     "vaelab.demo",
     "vaelab.sweeps",
+    "vaelab.notebook",  # Run.resume() continues the run's training
 }  # the modules that start training
 FOLDERS = ("vaelab.runs", "vaelab.training", "vaelab.report", "vaelab.explorer", "vaelab.cli", "vaelab.evaluation")
 PUBLIC = {"vaelab.report.figures", "vaelab.report.charts", "vaelab.report.pages"}  # besides the faces

@@ -19,9 +19,8 @@ def main() -> int:
         previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
     try:
         from vaelab import cli
-        from vaelab.cli.cached_help import cached
 
-        if (text := cached(sys.argv[1:])) is not None:  # a subcommand's --help, kept: no PyTorch to wait for
+        if (text := cli.cached(sys.argv[1:])) is not None:  # a subcommand's --help, kept: no PyTorch to wait for
             print(text, end="")
             return 0
         if cli.chosen_command(sys.argv[1:]):  # a subcommand will need PyTorch: load it here, where Ctrl-C waits

@@ -143,9 +143,9 @@ class Run(runs.Run):
     # ---- jobs on the run
     def evaluate(self, **settings) -> dict:
         """Scores (vaelab.evaluation.EvalConfig fields as keywords, e.g. iw_samples=100); also RUN/eval.json."""
-        from vaelab.api import evaluate
+        from vaelab.evaluation import evaluate_run
 
-        return evaluate(self, **settings)
+        return evaluate_run(self.dir, data=self.given_data, **settings)
 
     def report(self, **settings) -> Path:
         """RUN/report.html and its figures (vaelab.report.ReportSettings fields as keywords)."""
@@ -155,9 +155,14 @@ class Run(runs.Run):
 
     def resume(self, progress: bool = True, callbacks=(), **overrides) -> "Run":
         """Continue training (epochs=, lr=, clip_grad=, speed= may change); returns the run."""
-        from vaelab.api import resume
+        from vaelab.models import custom
+        from vaelab.training import resume
 
-        return resume(self, progress=progress, callbacks=callbacks, **overrides)
+        model = self.model if self.config["model"] == custom.NAME else None
+        folder = resume(
+            self.dir, progress=progress, model=model, callbacks=callbacks, data=self.given_data, **overrides
+        )
+        return type(self).open(folder, model=model, data=self.given_data)
 
     def export(self, format: str = "onnx", part: str = "both") -> list:
         """The decoder and/or encoder as ONNX or TorchScript files in RUN/export/ (vaelab/export.py)."""

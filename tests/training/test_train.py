@@ -82,6 +82,7 @@ def test_a_collapsed_posterior_is_named_with_what_to_do(tmp_path, capsys):
     printed = capsys.readouterr().out
     kl = read_metrics(run)[-1]["test_kl"]
     assert kl < 0.05 and f"test KL is {kl:.3f} nats: the posterior has collapsed" in printed
-    assert f"--resume {run}" in printed and "--beta 1 (now 300)" in printed
+    # called from Python, the advice is written as Python (`vaelab train` writes it as flags)
+    assert f"vaelab.resume('{run}', epochs=11)" in printed and "beta=1 (now 300)" in printed
     healthy = train(TrainConfig(model="mlp", dataset="mnist-sample", epochs=1), out=str(tmp_path / "h"), progress=False)
     assert read_metrics(healthy)[-1]["test_kl"] > 1 and "collapsed" not in capsys.readouterr().out

@@ -5,10 +5,12 @@
     read.py    the commands that read: data, summary, sample, report, compare, evaluate, export, serve (private)
     flags.py   flags derived from the settings dataclasses                   (private)
     help.py    one line per subcommand, for `vaelab --help`                  (private)
+    cached_help.py  each subcommand's --help kept in help.json, answered without PyTorch
 
 Modules outside this folder import from here only; the tests check it.
 """
 
+from vaelab.cli.cached_help import cached
 from vaelab.cli.main import build_parser, chosen_command, main
 
-__all__ = ["build_parser", "chosen_command", "main"]
+__all__ = ["build_parser", "cached", "chosen_command", "main"]
