@@ -3,7 +3,8 @@
 #   1. the tests that exercise CUDA (every tests/ file that mentions it; tests/training/test_speed.py today),
 #      failing if any of them is skipped for want of a GPU;
 #   2. bench/quality.py's short form on the GPU (mlp and conv, seed 0, 2 and 10 epochs);
-#   3. bench/speed.py: plain, eager, graph, compile and graph:bf16 at batch 128 and 1024 for mlp and conv,
+#   3. bench/speed.py: plain, eager, graph, compile, graph:bf16 and eager:fp16 (the T4's mode)
+#      at batch 128 and 1024 for mlp and conv,
 #      given the time that is left (its rows are written as they finish).
 # Needs only PyTorch (with CUDA), NumPy, matplotlib, scikit-learn, safetensors, tqdm and pytest;
 # runs from the source tree with PYTHONPATH=. and reaches no network. Steps 2 and 3 use
@@ -69,7 +70,7 @@ step quality 200 python3 bench/quality.py --models mlp,conv --datasets "$data" -
 left=$((budget - SECONDS))
 if [ "$left" -gt 30 ]; then
     step speed "$left" python3 bench/speed.py --dataset "$data" --models mlp,conv --batches 128,1024 \
-        --modes plain,eager,graph,compile,graph:bf16 --epochs 3 --device cuda
+        --modes plain,eager,graph,compile,graph:bf16,eager:fp16 --epochs 3 --device cuda
 else
     echo "speed: not run, $left s left of $budget" | tee -a "$out/summary.txt"
     failed=1

@@ -3,7 +3,7 @@
 The plain loop is written the way the course notebooks write it: a DataLoader over a
 TensorDataset of float images (moved to the device batch by batch), sigmoid then binary
 cross-entropy, Adam. vaelab's rows are real `vaelab train` runs with --speed MODE
-(MODE:bf16 adds --precision bf16).
+(MODE:bf16 adds --precision bf16, MODE:fp16 --precision fp16 with its gradient scaler).
 
     python bench/speed.py [--dataset fashion-mnist] [--models mlp,conv] [--batches 128,1024]
                           [--modes plain,eager,auto] [--epochs 4] [--device auto]
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,conv")
     parser.add_argument("--batches", default="128")
     parser.add_argument(
-        "--modes", default="plain,eager,auto", help="plain, and vaelab's --speed modes; MODE:bf16 for bf16 autocast"
+        "--modes", default="plain,eager,auto", help="plain, and vaelab's --speed modes; MODE:bf16, MODE:fp16 autocast"
     )
     parser.add_argument("--epochs", type=int, default=4, help="epochs per row; the first is warm-up")
     parser.add_argument("--device", default="auto")

@@ -81,17 +81,26 @@ def trained_run(tmp_path_factory):
     the first time a test asks for it and shared by every test after. Tests only read it: a test
     that writes into a run folder (a report, an evaluation, an export) works on copy_run(...) of it.
     At the end of the session every shared run must be as it was trained."""
+    from filelock import FileLock
+
     from vaelab.config import TrainConfig
     from vaelab.training import train
 
+    # Under pytest-xdist every worker has its own base temp folder; its parent is the run's, so
+    # the workers share one set of trained runs: the first to ask trains, the others wait and read.
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
     folders, trained = {}, {}
 
     def run(model: str) -> Path:
         if model not in folders:
-            out = tmp_path_factory.getbasetemp() / "trained" / model
-            cfg = TrainConfig(model=model, dataset="mnist-sample", device="cpu", **TRAINED[model])
-            folders[model] = train(cfg, out=out, overwrite=True, progress=False)
-            trained[model] = digest(folders[model])
+            out = root / "trained" / model
+            with FileLock(str(out) + ".training"):
+                if not (out.parent / f"{model}.sha256").is_file():
+                    cfg = TrainConfig(model=model, dataset="mnist-sample", device="cpu", **TRAINED[model])
+                    train(cfg, out=out, overwrite=True, progress=False)
+                    (out.parent / f"{model}.sha256").write_text(digest(out))
+            folders[model], trained[model] = out, (out.parent / f"{model}.sha256").read_text()
         return folders[model]
 
     yield run
