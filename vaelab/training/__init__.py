@@ -7,6 +7,8 @@
     advice.py        what training says after a divergence or a collapse (private)
     speed.py         how the step runs: eager, CUDA graph, compile, bf16 (private)
     stopping.py      Ctrl-C and SIGTERM ending in a checkpoint           (private)
+    batched.py       many runs of one shape trained as one model, each its own run (a sweep's)
+    stack.py         the models of a batch stacked, and the one step they share  (private)
     distributed.py   several processes: torch.distributed, DDP and the launcher
     callbacks.py     `Callback`: what training tells the world as it goes, and its checks
     trackers.py      TensorBoard, Weights & Biases and MLflow as callbacks
