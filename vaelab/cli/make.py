@@ -195,6 +195,7 @@ def cmd_sweep(args) -> None:
         overwrite=args.overwrite,
         iw_samples=s.iw_samples,
         iw_images=s.iw_images,
+        batched=s.batched,
     )
     print((folder / "sweep.md").read_text(), end="")
     print(f"wrote {folder / 'sweep.md'}, sweep.csv, sweep.json and sweep.png")

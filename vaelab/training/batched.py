@@ -16,6 +16,7 @@ good epoch) while the others go on; SIGINT/SIGTERM write every run's checkpoint 
 step. What runs must share to be batched: `batch_key`.
 """
 
+import json
 import logging
 import signal
 import time
@@ -67,6 +68,17 @@ def batch_key(cfg: TrainConfig, model_config) -> tuple | None:
     if cfg.model == custom.NAME or cfg.precision == "fp16" or cfg.speed == "compile":
         return None
     return (*(getattr(cfg, k) for k in SHARED), repr(model_config))
+
+
+def saved_position(run_dir: Path) -> tuple[int, int]:
+    """(epochs done, steps done in the next) of a run's checkpoint, (0, 0) without one: runs resumed
+    as one batch must stand at one position."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    if not path.is_file():
+        return (0, 0)
+    tensors, _ = runs.read_safetensors(path)
+    position = json.loads(bytes(tensors["meta.json"].numpy()))["position"]
+    return (position["epoch"], position["step"])
 
 
 @dataclass(eq=False)
