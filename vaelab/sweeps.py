@@ -213,7 +213,9 @@ def sweep(
     on or off (SweepSettings)."""
     SweepSettings(iw_samples, iw_images, batched)  # checked before any training
     from vaelab.data import load_dataset
+    from vaelab.device import resolve_device
     from vaelab.models import make_config
+    from vaelab.training import SWEEP_TIMEOUT, each_rank_alone, gather, join
 
     out = Path(out)
     data = load_dataset(cfg.dataset, cfg.data_dir)
@@ -240,13 +242,24 @@ def sweep(
         write_tables(out, name, rows, {**about, "seconds": time.perf_counter() - started})
         return rows
 
-    for members, how in groups(planned, batched):
-        for run_dir, problem in train_group(members, how, overwrite, data).items():
-            if problem:
-                problems[run_dir] = problem
-            else:
-                next(p for p in planned if p.run_dir == run_dir).state = "finished"
-        table()
+    ranks = join(resolve_device(cfg.device), SWEEP_TIMEOUT)[0]  # under torchrun: each rank trains its share
+    mine = [p for p in planned if p.state != "finished"][ranks.rank :: ranks.world]
+    if ranks.world > 1:
+        log.info(f"process {ranks.rank} of {ranks.world}: {', '.join(p.run_dir.name for p in mine) or 'no run'}")
+    with each_rank_alone():
+        for members, how in groups(mine, batched):
+            for run_dir, problem in train_group(members, how, overwrite, data).items():
+                if problem:
+                    problems[str(run_dir)] = problem
+                else:
+                    next(p for p in planned if p.run_dir == run_dir).state = "finished"
+            if ranks.world == 1:
+                table()
+    problems = {k: v for share in gather(problems, ranks) for k, v in share.items()}
+    if not ranks.main:  # rank 0 writes the table of every rank's runs
+        return out
+    for p in planned:
+        p.state = "finished" if str(p.run_dir) not in problems else p.state  # the other ranks' runs too
     rows = table()
     write_figure(
         out,

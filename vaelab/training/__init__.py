@@ -19,19 +19,23 @@ Modules outside this folder import from here only; the tests check it.
 from vaelab.device import env_rank, launched
 from vaelab.training.batched import batch_key, resume_batched, saved_position, train_batched
 from vaelab.training.callbacks import Callback
-from vaelab.training.distributed import launch, teardown
+from vaelab.training.distributed import SWEEP_TIMEOUT, each_rank_alone, gather, join, launch, teardown
 from vaelab.training.start import resume, train
 from vaelab.training.stopping import Diverged
 from vaelab.training.trackers import MLflowCallback, TensorBoard, WandbCallback
 
 __all__ = [
+    "SWEEP_TIMEOUT",
     "Callback",
     "Diverged",
     "MLflowCallback",
     "TensorBoard",
     "WandbCallback",
     "batch_key",
+    "each_rank_alone",
     "env_rank",
+    "gather",
+    "join",
     "launch",
     "launched",
     "resume",
