@@ -133,3 +133,42 @@ def test_a_conv_sweep_past_its_dense_width_says_how_to_widen_it(capsys):
         bottleneck_notice(wide) is None
         and bottleneck_notice([make_config("mlp", (1, 28, 28), 10, latent_dim=32)]) is None
     )
+
+
+# ---- runs of one shape trained as one batched model -------------------------------------------------------
+
+
+def sweep_cli(*argv):
+    return vaelab_cli("sweep", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", *argv)
+
+
+@pytest.mark.slow
+def test_a_beta_sweep_trains_as_one_model_and_each_run_is_the_run_trained_alone(tmp_path):
+    batched = sweep_cli("--beta", "1,4", "--out", tmp_path / "batched")
+    assert batched.returncode == 0, batched.stderr
+    assert "beta-1, beta-4: 2 runs trained as one batched model" in batched.stdout
+    alone = sweep_cli("--beta", "1,4", "--batched", "off", "--out", tmp_path / "alone")
+    assert "beta-1: trained alone (--batched off)" in alone.stdout
+    for run in ("beta-1", "beta-4"):
+        got, want = read_metrics(tmp_path / "batched" / run), read_metrics(tmp_path / "alone" / run)
+        assert got[-1]["test_elbo"] == pytest.approx(want[-1]["test_elbo"], rel=1e-4)
+        for name in ("config.json", "model.safetensors", "checkpoint.safetensors", "recon/epoch_001.png"):
+            assert (tmp_path / "batched" / run / name).is_file(), name
+    kl = [read_metrics(tmp_path / "batched" / run)[-1]["test_kl"] for run in ("beta-1", "beta-4")]
+    assert kl[1] < kl[0]  # each run minimised its own objective
+    more = vaelab_cli("train", "--resume", tmp_path / "batched" / "beta-4", "--epochs", "2")  # a run like any
+    assert more.returncode == 0 and len(read_metrics(tmp_path / "batched" / "beta-4")) == 2, more.stderr
+
+
+def test_a_run_that_diverges_stops_alone_and_the_sweep_says_so(tmp_path):
+    result = sweep_cli("--lr", "0.001,1000000", "--out", tmp_path / "lr")
+    assert result.returncode == 2 and "1 of 2 runs stopped" in result.stderr, result.stderr
+    assert "lr-1e+06: the loss became non-finite in epoch 1" in result.stderr
+    rows = json.loads((tmp_path / "lr" / "sweep.json").read_text())["rows"]
+    assert [r["run"] for r in rows] == ["lr-0.001"] and rows[0]["epochs"] == 1
+
+
+def test_batched_on_refuses_a_run_that_cannot_share_a_batch(tmp_path):
+    cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, precision="fp16", device="cpu")
+    with pytest.raises(VaelabError, match="cannot train in a batch.*--batched auto"):
+        sweep(cfg, {}, "seed", (0, 1), tmp_path / "fp16", batched="on")

@@ -267,15 +267,20 @@ def export(run, format: str = "onnx", part: str = "both", trust_code: bool = Fal
     return export_run(run.dir if isinstance(run, Run) else run, format, part, trust_code=trust_code)
 
 
-def sweep(name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-sample", **settings) -> Path:
+def sweep(
+    name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-sample", batched: str = "auto", **settings
+) -> Path:
     """One run per value of setting `name` (e.g. "latent_dim", (2, 8, 32)) under `out`, with its table
-    and figure; `settings` as for `train`.
+    and figure; `settings` as for `train`. Runs of one model shape (seeds, beta, lr, ...) train as one
+    batched model, each with its own run folder; `batched`: auto, on or off.
 
     Examples:
         >>> vaelab.sweep("latent_dim", (2, 8, 32), "runs/latent", model="mlp", epochs=5)
+        >>> vaelab.sweep("seed", range(5), "runs/seeds", model="conv", epochs=5)  # one batched model
     """
     from vaelab.sweeps import sweep as sweep_runs
 
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(model=model, dataset=dataset, **{k: v for k, v in settings.items() if k in names})
-    return sweep_runs(cfg, {k: v for k, v in settings.items() if k not in names}, name, tuple(values), out)
+    options = {k: v for k, v in settings.items() if k not in names}
+    return sweep_runs(cfg, options, name, tuple(values), out, batched=batched)

@@ -169,14 +169,16 @@ class Objective:
         recon = reconstruction_nll(logits, x, self.likelihood, self.std).mean()
         return recon, kl_estimate(mu, logvar, z, self.kl).mean()
 
-    def __call__(self, logits, x, mu, logvar, z, prior_z=None, beta=None) -> torch.Tensor:
+    def __call__(self, logits, x, mu, logvar, z, prior_z=None, beta=None, mmd_weight=None) -> torch.Tensor:
         """The terms of one batch, stacked in the order of `terms`: [len(terms)]. `beta` is this
         step's KL weight (a float or a 0-d tensor; default self.beta, less during a warm-up);
-        `prior_z` holds as many N(0, I) draws as z when `needs_prior_sample`."""
+        `prior_z` holds as many N(0, I) draws as z when `needs_prior_sample`. `mmd_weight` (default
+        self.mmd_weight) lets runs with different weights share one call (vaelab/training/batched.py)."""
         recon, kl = self.elbo_terms(logits, x, mu, logvar, z)
         if self.name == "mmd":
             distance = mmd(z, prior_z)
-            return torch.stack([recon + self.mmd_weight * distance, recon, kl, distance])
+            weight = self.mmd_weight if mmd_weight is None else mmd_weight
+            return torch.stack([recon + weight * distance, recon, kl, distance])
         return torch.stack([recon + (self.beta if beta is None else beta) * kl, recon, kl])
 
     def held_out(self, recon: float, kl: float, z: torch.Tensor, batch_size: int, generator) -> dict:

@@ -8,10 +8,17 @@
 
 On the command line every numeric flag of `vaelab train` (its own and the model options) takes a
 comma-separated list; exactly one of them may hold several values (vaelab/cli/).
+
+Runs whose models have one shape and that share what a batch shares (vaelab/training/batched.py:
+a sweep over seeds, β, the MMD weight, the learning rate or a warm-up) train as one batched model,
+each still writing its own run folder; the others train one after another (`--batched`). A run
+whose loss becomes non-finite stops alone: the others go on, and the sweep ends with an error
+that names it.
 """
 
 import csv
 import io
+import logging
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
@@ -22,6 +29,9 @@ from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, write_json
 from vaelab.options import check, opt
+
+log = logging.getLogger(__name__)
+BATCHED = ("auto", "on", "off")
 
 COLUMNS = (
     "value",
@@ -43,6 +53,12 @@ class SweepSettings:
 
     iw_samples: int = opt(0, "also estimate L_K with this many importance samples per image (0: skip)", min=0)
     iw_images: int | None = opt(None, "test images for L_K, a seeded random subset (None: all)", min=1)
+    batched: str = opt(
+        "auto",
+        "train runs of one model shape as one batched model: auto (where two or more share a shape), "
+        "on (every run that can, and refuse those that cannot), off (one after another)",
+        choices=BATCHED,
+    )
 
     def __post_init__(self):
         check(self)
@@ -62,23 +78,100 @@ def run_name(name: str, value) -> str:
     return f"{name}-{value:g}" if isinstance(value, float) else f"{name}-{value}"
 
 
-def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bool) -> Path:
-    """Train the run, keep it if it is already finished with these settings, or resume it."""
-    from vaelab.training import resume, train
+@dataclass
+class Planned:
+    """One run of the sweep: its value, settings, folder, model config and what is left to do."""
 
+    value: object
+    cfg: TrainConfig
+    options: dict
+    run_dir: Path
+    model_config: object
+    state: str = "new"  # new | again (a folder with its config alone) | resume | finished
+
+
+def run_state(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bool) -> str:
+    """new (train it), again (train it in the folder its first try left without a checkpoint),
+    finished (keep it) or resume (it stopped before its last epoch); a folder holding a run with other
+    settings is refused."""
     if overwrite or not (run_dir / runs.CONFIG).is_file():
-        return train(cfg, options, out=str(run_dir), overwrite=overwrite, progress=False)
+        return "new"
     saved = runs.read_config(run_dir)
     given = {k: v for k, v in options.items() if v is not None}
     if saved["train"] != asdict(cfg) or any(saved["model_config"].get(k) != v for k, v in given.items()):
         raise VaelabError(
             f"{run_dir} holds a run with other settings; pass --overwrite to train it again, or pick another --out"
         )
+    if not (run_dir / runs.CHECKPOINT).is_file():
+        return "again"  # it stopped before its first checkpoint: nothing to keep, train it anew
     rows = runs.read_metrics(run_dir)
-    if rows and rows[-1]["epoch"] >= cfg.epochs:
-        print(f"{run_dir} is finished; keeping it")
+    return "finished" if rows and rows[-1]["epoch"] >= cfg.epochs else "resume"
+
+
+def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bool) -> Path:
+    """Train the run, keep it if it is already finished with these settings, or resume it."""
+    from vaelab.training import resume, train
+
+    state = run_state(cfg, options, run_dir, overwrite)
+    if state in ("new", "again"):
+        return train(cfg, options, out=str(run_dir), overwrite=overwrite or state == "again", progress=False)
+    if state == "finished":
+        log.info(f"{run_dir} is finished; keeping it")
         return run_dir
     return resume(run_dir, progress=False)
+
+
+def groups(planned: list[Planned], batched: str) -> list[tuple[list[Planned], str]]:
+    """The runs left to train as (runs trained together, how): "batched", or why a run trains alone.
+    Runs that may share a batch (equal batch_key; resumed ones standing at one position) form a group."""
+    from vaelab.training import batch_key, saved_position
+
+    keyed = {}
+    for p in (p for p in planned if p.state != "finished"):
+        key = None if batched == "off" else batch_key(p.cfg, p.model_config)
+        if key is None and batched == "on":
+            raise VaelabError(
+                f"--batched on: {p.run_dir.name} cannot train in a batch (fp16, --speed compile and your own "
+                f"model train alone); use --batched auto"
+            )
+        if key is None:
+            keyed[id(p)] = ([p], "--batched off" if batched == "off" else "fp16, compile or your own model")
+            continue
+        key = (key, p.state == "resume", saved_position(p.run_dir) if p.state == "resume" else None)
+        keyed.setdefault(key, ([], "batched"))[0].append(p)
+    alone = batched == "auto"  # a group of one trains as it always did
+    return [
+        (m, "no other run of its shape" if alone and len(m) == 1 and how == "batched" else how)
+        for m, how in keyed.values()
+    ]
+
+
+def train_group(members: list[Planned], how: str, overwrite: bool, data) -> dict[Path, str | None]:
+    """Train (or resume) a group; returns {run folder: None, or the message that stopped the run}."""
+    from vaelab.training import Diverged, resume_batched, train_batched
+
+    names = ", ".join(p.run_dir.name for p in members)
+    if how == "batched":
+        log.info(f"{names}: {len(members)} run{'s' * (len(members) > 1)} trained as one batched model")
+        if members[0].state == "resume":
+            return dict(resume_batched([p.run_dir for p in members], progress=False))
+        return dict(
+            train_batched(
+                [p.cfg for p in members],
+                [p.options for p in members],
+                [p.run_dir for p in members],
+                overwrite=overwrite or any(p.state == "again" for p in members),
+                progress=False,
+                data=data,
+            )
+        )
+    (p,) = members
+    log.info(f"{names}: trained alone ({how})")
+    try:
+        return {train_or_reuse(p.cfg, p.options, p.run_dir, overwrite): None}
+    except Diverged as e:  # the sweep goes on with its other runs
+        log.error(f"{p.run_dir.name}: {e}")
+        return {p.run_dir: f"{p.run_dir.name}: {e}"}
 
 
 def sweep_row(run_dir: Path, value, iw_samples: int = 0, iw_images: int | None = None) -> dict:
@@ -113,30 +206,61 @@ def sweep(
     overwrite: bool = False,
     iw_samples: int = 0,
     iw_images: int | None = None,
+    batched: str = "auto",
 ) -> Path:
     """Train one run per value of setting `name` under `out`; write the table and figure there.
-    `options` are model options (latent_dim=8, ...); `name` is a field of either."""
-    SweepSettings(iw_samples, iw_images)  # checked before any training
+    `options` are model options (latent_dim=8, ...); `name` is a field of either. `batched`: auto,
+    on or off (SweepSettings)."""
+    SweepSettings(iw_samples, iw_images, batched)  # checked before any training
     from vaelab.data import load_dataset
+    from vaelab.device import resolve_device
     from vaelab.models import make_config
+    from vaelab.training import SWEEP_TIMEOUT, each_rank_alone, gather, join
 
     out = Path(out)
     data = load_dataset(cfg.dataset, cfg.data_dir)
-    configs = [
-        make_config(c.model, data.image_shape, data.num_classes, **o)  # a bad value is refused
-        for c, o in (with_value(cfg, options, name, v) for v in values)
-    ]  # before hours of training
-    if notice := bottleneck_notice(configs):
-        print(notice, flush=True)
+    planned = []
+    for value in values:
+        c, o = with_value(cfg, options, name, value)
+        model_config = make_config(c.model, data.image_shape, data.num_classes, **o)  # a bad value is refused
+        planned.append(Planned(value, c, o, out / run_name(name, value), model_config))  # before hours of training
+    if notice := bottleneck_notice([p.model_config for p in planned]):
+        log.info(notice)
     out.mkdir(parents=True, exist_ok=True)
-    started, rows = time.perf_counter(), []
-    for i, value in enumerate(values):
-        print(f"[{i + 1}/{len(values)}] {name} = {value}", flush=True)
-        run_dir = train_or_reuse(*with_value(cfg, options, name, value), out / run_name(name, value), overwrite)
-        rows.append(sweep_row(run_dir, value, iw_samples, iw_images))
-        write_tables(
-            out, name, rows, {"train": asdict(cfg), "model_options": options, "seconds": time.perf_counter() - started}
-        )
+    for p in planned:
+        p.state = run_state(p.cfg, p.options, p.run_dir, overwrite)
+        if p.state == "finished":
+            log.info(f"{p.run_dir} is finished; keeping it")
+    started, problems, scored = time.perf_counter(), {}, {}
+    about = {"train": asdict(cfg), "model_options": options}
+
+    def table() -> list[dict]:  # the finished runs' rows in the order of the values, each scored once
+        for p in planned:
+            if p.state == "finished" and p.run_dir not in scored:
+                scored[p.run_dir] = sweep_row(p.run_dir, p.value, iw_samples, iw_images)
+        rows = [scored[p.run_dir] for p in planned if p.run_dir in scored]
+        write_tables(out, name, rows, {**about, "seconds": time.perf_counter() - started})
+        return rows
+
+    ranks = join(resolve_device(cfg.device), SWEEP_TIMEOUT)[0]  # under torchrun: each rank trains its share
+    mine = [p for p in planned if p.state != "finished"][ranks.rank :: ranks.world]
+    if ranks.world > 1:
+        log.info(f"process {ranks.rank} of {ranks.world}: {', '.join(p.run_dir.name for p in mine) or 'no run'}")
+    with each_rank_alone():
+        for members, how in groups(mine, batched):
+            for run_dir, problem in train_group(members, how, overwrite, data).items():
+                if problem:
+                    problems[str(run_dir)] = problem
+                else:
+                    next(p for p in planned if p.run_dir == run_dir).state = "finished"
+            if ranks.world == 1:
+                table()
+    problems = {k: v for share in gather(problems, ranks) for k, v in share.items()}
+    if not ranks.main:  # rank 0 writes the table of every rank's runs
+        return out
+    for p in planned:
+        p.state = "finished" if str(p.run_dir) not in problems else p.state  # the other ranks' runs too
+    rows = table()
     write_figure(
         out,
         name,
@@ -144,6 +268,11 @@ def sweep(
         f"{cfg.model} on {cfg.dataset}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)} per run, "
         f"test split after the last epoch (z sampled)",
     )
+    if problems:
+        raise VaelabError(
+            f"{len(problems)} of {len(planned)} runs stopped; the table in {out} holds the others.\n"
+            + "\n".join(problems.values())
+        )
     return out
 
 

@@ -130,3 +130,19 @@ def test_killing_one_rank_ends_the_job_with_an_error(tmp_path):
     assert job.returncode != 0
     assert time.monotonic() - killed < 60  # bounded: the launcher tears the other rank down
     assert "Signal 9 (SIGKILL) received by PID" in stderr or "exitcode  : -9" in stderr, stderr[-2000:]
+
+
+def test_a_sweep_spreads_its_runs_over_two_processes_each_training_its_share_batched(tmp_path):
+    out = tmp_path / "seeds"
+    sweep = ["sweep", "--seed", "0,1,2,3", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1"]
+    result = vaelab(*sweep, "--nproc", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "process 0 of 2: seed-0, seed-2" in result.stdout and "process 1 of 2: seed-1, seed-3" in result.stdout
+    assert result.stdout.count("2 runs trained as one batched model") == 2
+    assert result.stdout.count("| seed |") == 1  # rank 0 writes and prints the table of every rank's runs
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [r["run"] for r in rows] == ["seed-0", "seed-1", "seed-2", "seed-3"]
+    alone = vaelab("train", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1", "--seed", "3",
+                   "--no-progress", "--no-report", "--out", tmp_path / "alone")  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert rows[3]["test_elbo"] == pytest.approx(read_metrics(tmp_path / "alone")[-1]["test_elbo"], rel=1e-4)

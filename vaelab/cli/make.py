@@ -158,6 +158,12 @@ def add_sweep_parser(sub) -> None:
         "--overwrite", action="store_true", help="train every run again, even those already in the sweep folder"
     )
     flags.add_fields(p, SweepSettings)
+    p.add_argument(
+        "--nproc",
+        type=flags.positive_int,
+        help="spread the runs over N processes on this machine, each training its share (batched where it can); "
+        "same as torchrun --nproc-per-node N -m vaelab sweep ...",
+    )
     p.set_defaults(handler=cmd_sweep, numeric=flags.numeric_names(TrainConfig))
 
 
@@ -178,23 +184,33 @@ def swept_setting(args, names) -> tuple[str, tuple]:
     return multi[0], values
 
 
-def cmd_sweep(args) -> None:
-    from vaelab import runs
+def cmd_sweep(args) -> int | None:
+    from vaelab import runs, training
     from vaelab.config import TrainConfig
     from vaelab.sweeps import SweepSettings, sweep
 
     name, values = swept_setting(args, args.numeric)
     s = flags.from_args(SweepSettings, args)
+    if (args.nproc or training.launched()) and not args.out:
+        raise VaelabError("a sweep over several processes needs --out: every process writes into that one folder")
+    if args.nproc and not training.launched():
+        return training.launch(args.nproc, flags.without_flag(args.argv, "--nproc"))
     out = args.out or runs.default_folder("sweep", name.replace("_", "-"))
-    folder = sweep(
-        flags.from_args(TrainConfig, args),
-        flags.model_options(args),
-        name,
-        values,
-        out,
-        overwrite=args.overwrite,
-        iw_samples=s.iw_samples,
-        iw_images=s.iw_images,
-    )
+    try:
+        folder = sweep(
+            flags.from_args(TrainConfig, args),
+            flags.model_options(args),
+            name,
+            values,
+            out,
+            overwrite=args.overwrite,
+            iw_samples=s.iw_samples,
+            iw_images=s.iw_images,
+            batched=s.batched,
+        )
+    finally:
+        training.teardown()
+    if training.env_rank() != 0:
+        return None
     print((folder / "sweep.md").read_text(), end="")
     print(f"wrote {folder / 'sweep.md'}, sweep.csv, sweep.json and sweep.png")

@@ -7,13 +7,19 @@ of it, starting at r, so the W shards are disjoint and equal (B must divide by W
 also draws the same N(0, I) noise for the whole global batch and keeps its rows, so W processes
 follow the same maths as one process on the same global batches (up to float summation order).
 Rank 0 alone writes the run folder and shows progress.
+
+A sweep under torchrun is the other way round: each rank trains runs of its own, whole
+(`each_rank_alone`), and the ranks meet only at the end (vaelab/sweeps.py).
 """
 
+import contextvars
 import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -32,9 +38,47 @@ class Ranks:
         return self.rank == 0
 
 
-def setup(device: torch.device) -> tuple[Ranks, torch.device]:
+ALONE = contextvars.ContextVar("vaelab_each_rank_alone", default=False)
+SWEEP_TIMEOUT = timedelta(days=7)  # a rank that finished its runs waits for the others' this long
+
+
+@contextmanager
+def each_rank_alone():
+    """Within it, a run trained (or resumed) in this process is this process's alone, even under
+    torchrun: a sweep gives each rank runs of its own."""
+    token = ALONE.set(True)
+    try:
+        yield
+    finally:
+        ALONE.reset(token)
+
+
+def alone() -> bool:
+    """Whether this process trains its runs by itself: not launched, or inside `each_rank_alone`."""
+    return not launched() or ALONE.get()
+
+
+def join(device: torch.device, timeout: timedelta | None = None) -> tuple[Ranks, torch.device]:
+    """`setup` outside `each_rank_alone` (a sweep's ranks, which may wait long for each other: `timeout`)."""
+    token = ALONE.set(False)
+    try:
+        return setup(device, timeout)
+    finally:
+        ALONE.reset(token)
+
+
+def gather(value, ranks: Ranks) -> list:
+    """Every rank's `value` (small, JSON-able), in rank order, on every rank."""
+    if ranks.world == 1:
+        return [value]
+    values = [None] * ranks.world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def setup(device: torch.device, timeout: timedelta | None = None) -> tuple[Ranks, torch.device]:
     """Join the process group when launched by torchrun: nccl on CUDA, gloo on CPU."""
-    if not launched():
+    if alone():
         return Ranks(), device
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device.type == "cuda":
@@ -44,7 +88,8 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     die_with_parent(signal.SIGTERM)  # a worker whose launcher was killed stops (with a checkpoint)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        options = {} if timeout is None else {"timeout": timeout}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **options)
     return Ranks(dist.get_rank(), dist.get_world_size()), device
 
 

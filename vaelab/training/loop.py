@@ -32,7 +32,7 @@ from vaelab.training.advice import collapse_notice, divergence_advice, first_ste
 from vaelab.training.distributed import Ranks, sum_all
 from vaelab.training.schedule import kl_weight, learning_rate, warmup_steps
 from vaelab.training.state import match_layouts, rng_state, set_rng_state
-from vaelab.training.stopping import Interrupted, StopSignals, stop_requested
+from vaelab.training.stopping import Diverged, Interrupted, StopSignals, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def fit(
             loss = stepper((x, train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
             if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
                 untouched = done == 0  # no update yet: the model or the data, not the learning rate
-                raise VaelabError(
+                raise Diverged(
                     f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}. "
                     + (first_step_advice() if untouched else divergence_advice(cfg, run_dir, saved_at))
                 )
@@ -253,7 +253,7 @@ def fit(
         seconds = time.perf_counter() - started
         row = metrics_row(epoch, objective, train_means, test, seconds, steps * cfg.batch_size / train_seconds)
         if not all(np.isfinite(v) for v in row.values()):
-            raise VaelabError(
+            raise Diverged(
                 f"the loss became non-finite in epoch {epoch} ({row}). " + divergence_advice(cfg, run_dir, saved_at)
             )
         position = {**start_position(objective), "epoch": epoch, **speed.scaler_state(stepper)}
@@ -328,11 +328,14 @@ def end_of_epoch(
     recon: np.ndarray,
     config: dict | None,
     callbacks,
+    name: str = "",
 ) -> None:
-    """Commit the epoch's files, say how it went, and tell the callbacks."""
+    """Commit the epoch's files, say how it went (`name`: which run, when several train at once),
+    and tell the callbacks."""
     runs.commit_epoch(run_dir, model, cfg.model, optimizer, position, rng, row, recon, config)
     log.info(
-        f"epoch {row['epoch']}/{cfg.epochs}  train {row['train_total']:.2f} (recon {row['train_recon']:.2f}, "
+        f"{name + ': ' if name else ''}epoch {row['epoch']}/{cfg.epochs}  train {row['train_total']:.2f} "
+        f"(recon {row['train_recon']:.2f}, "
         f"KL {row['train_kl']:.2f})  test {row['test_total']:.2f}  test ELBO {row['test_elbo']:.2f}  "
         f"{row['seconds']:.1f} s  {row['images_per_second']:,.0f} img/s"
     )

@@ -104,7 +104,7 @@ def resume(
     callbacks = check_callbacks(callbacks)
     if (run_dir / runs.TENSORBOARD).is_dir() and not any(isinstance(c, TensorBoard) for c in callbacks):
         callbacks.append(TensorBoard())  # a run that logged to TensorBoard goes on logging there
-    main = env_rank() == 0
+    main = env_rank() == 0 or distributed.alone()
     with runs.RunLock(run_dir) if main else nullcontext():  # one writer; the others are refused at once
         if main:
             runs.recover(run_dir)  # an epoch's files left half-replaced by a kill are completed first

@@ -1,5 +1,6 @@
 """Stopping training cleanly: SIGINT/SIGTERM become a flag the loop reads after each step, so the
-step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status."""
+step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status; a
+non-finite loss ends a run with `Diverged`."""
 
 import signal
 import threading
@@ -15,6 +16,11 @@ class Interrupted(VaelabError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class Diverged(VaelabError):
+    """Training stopped because the loss became non-finite; the run keeps its last good checkpoint.
+    A sweep goes on with its other runs (vaelab/sweeps.py)."""
 
 
 class StopSignals:

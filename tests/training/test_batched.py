@@ -1,0 +1,92 @@
+"""Runs trained as one batched model are the runs trained alone: same weights, metrics and folder.
+
+Tolerance: the batched step computes each run's matrix products and convolutions as one batched
+(grouped) operation, which may sum in another order, so values agree to float32 rounding carried
+through a few steps: 1e-4 relative on every metric, and on every weight tensor and Adam moment
+1e-4 in norm relative to the tensor's norm (measured on a 2-core x86 CPU: up to 3e-7 relative on
+the metrics, 1e-5 on a conv gradient's moment; the mlp often bit for bit).
+"""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vaelab.config import TrainConfig
+from vaelab.data import ImageData
+from vaelab.runs import CHECKPOINT, WEIGHTS, read_metrics, read_safetensors
+from vaelab.training import resume, train
+from vaelab.training.batched import train_batched
+
+RTOL = 1e-4
+CASES = {  # model -> the settings of the second run, beside a first with the defaults and seed 0
+    "mlp": dict(seed=1, beta=2.0, lr=2e-3, clip_grad=5.0, kl_warmup=1.0, lr_warmup=3),
+    "conv": dict(seed=1, lr=5e-4, binarize="dynamic"),  # a fresh Bernoulli draw per batch: the run's own noise
+    "cvae": dict(seed=2, objective="mmd", mmd_weight=100.0),  # the prior draws too; its own MMD weight
+}
+
+
+@pytest.fixture(scope="module")
+def small(sample):
+    """512 training and 200 test images of the sample: 8 steps of 64 per epoch."""
+    s = sample
+    return ImageData(s.name, s.train_x[:512], s.train_y[:512], s.test_x[:200], s.test_y[:200], s.classes, s.source)
+
+
+def settings(model: str, device: str = "cpu", speed: str = "eager") -> list[TrainConfig]:
+    """The two runs of a case: the defaults with seed 0, and CASES[model] (sharing what a batch shares)."""
+    base = TrainConfig(model=model, dataset="mnist-sample", epochs=1, batch_size=64, device=device, speed=speed)
+    second = replace(base, **CASES[model])
+    return [replace(base, binarize=second.binarize, objective=second.objective), second]
+
+
+def assert_same_run(batched, alone):
+    """Every metric of every epoch, the weights and Adam's moments agree within the tolerance."""
+    rows, expected = read_metrics(batched), read_metrics(alone)
+    assert len(rows) == len(expected) > 0
+    for row, want in zip(rows, expected, strict=True):
+        for key in want:
+            if key.startswith(("train_", "test_")):
+                assert row[key] == pytest.approx(want[key], rel=RTOL), (key, row[key], want[key])
+    for name in (WEIGHTS, CHECKPOINT):
+        got, want = read_safetensors(batched / name)[0], read_safetensors(alone / name)[0]
+        assert got.keys() == want.keys()
+        for key, tensor in want.items():
+            if tensor.is_floating_point():
+                error = (got[key] - tensor).norm() / tensor.norm().clamp_min(1e-12)
+                assert error < RTOL, (name, key, error.item())
+            elif not key.startswith("meta"):  # generator states, Adam's step counts
+                assert torch.equal(got[key], tensor), (name, key)
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_a_run_in_a_batch_is_the_run_trained_alone(model, small, tmp_path):
+    cfgs = settings(model)
+    outcome = train_batched(cfgs, [{}, {}], [tmp_path / "b0", tmp_path / "b1"], progress=False, data=small)
+    assert outcome == [(tmp_path / "b0", None), (tmp_path / "b1", None)]
+    for i, cfg in enumerate(cfgs):
+        train(cfg, {}, out=str(tmp_path / f"a{i}"), progress=False, data=small)
+        assert_same_run(tmp_path / f"b{i}", tmp_path / f"a{i}")
+    first, second = (read_metrics(tmp_path / f"b{i}")[-1]["test_elbo"] for i in (0, 1))
+    assert first != second  # two runs, not one run twice
+
+
+def test_a_batched_run_resumes_alone_as_if_it_had_trained_alone(small, tmp_path):
+    """Its checkpoint keeps its own generators' states where a lone run keeps the default ones."""
+    cfgs = settings("mlp")
+    train_batched(cfgs, [{}, {}], [tmp_path / "b0", tmp_path / "b1"], progress=False, data=small)
+    resume(tmp_path / "b1", progress=False, data=small, epochs=2)
+    train(replace(cfgs[1], epochs=2), {}, out=str(tmp_path / "a1"), progress=False, data=small)
+    assert_same_run(tmp_path / "b1", tmp_path / "a1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA-graph mode needs a CUDA GPU")
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_a_run_in_a_batch_is_the_run_alone_in_cuda_graph_mode(model, small, tmp_path):
+    """On a GPU, both replay their step from a CUDA graph (TF32 off: both in full float32)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    cfgs = [replace(c, epochs=2) for c in settings(model, device="cuda", speed="graph")]
+    train_batched(cfgs, [{}, {}], [tmp_path / "b0", tmp_path / "b1"], progress=False, data=small)
+    for i, cfg in enumerate(cfgs):
+        train(cfg, {}, out=str(tmp_path / f"a{i}"), progress=False, data=small)
+        assert_same_run(tmp_path / f"b{i}", tmp_path / f"a{i}")
