@@ -21,7 +21,15 @@ RUN_TRAINING = {
     "vaelab.demo",
     "vaelab.sweeps",
 }  # the modules that start training
-FOLDERS = ("vaelab.runs", "vaelab.training", "vaelab.report", "vaelab.explorer", "vaelab.cli", "vaelab.evaluation")
+FOLDERS = (
+    "vaelab.runs",
+    "vaelab.training",
+    "vaelab.report",
+    "vaelab.explorer",
+    "vaelab.cli",
+    "vaelab.evaluation",
+    "vaelab.check",
+)
 PUBLIC = {"vaelab.report.figures", "vaelab.report.charts", "vaelab.report.pages"}  # besides the faces
 MAX_LINES = 400
 
