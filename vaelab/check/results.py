@@ -197,15 +197,23 @@ def read_rubric(path) -> dict[str, float]:
 
 
 def apply_rubric(report: Report, rubric: dict[str, float]) -> Report:
-    """Keep the checks the rubric names (by id, or by piece: the part before the dot) with their points."""
+    """Keep the checks the rubric names (by id, or by piece: the part before the dot) with their points;
+    a check it names that did not run (the submission crashed first) counts as failed, so every
+    submission is marked out of the same total. The submission's own errors stay, at 0 points."""
     kept = []
     for c in report.checks:
+        piece = c.id.split(".")[0]
         if c.id in rubric:
             kept.append(Check(c.id, c.status, c.message, rubric[c.id]))
-        elif c.id.split(".")[0] in rubric:
-            piece = c.id.split(".")[0]
-            share = sum(1 for d in report.checks if d.id.split(".")[0] == piece)
+        elif piece in rubric:
+            share = sum(1 for d in report.checks if d.id.split(".")[0] == piece and d.id not in rubric)
             kept.append(Check(c.id, c.status, c.message, rubric[piece] / share))
+        elif piece == "submission":
+            kept.append(Check(c.id, c.status, c.message, 0.0))
+    seen = {c.id for c in kept} | {c.id.split(".")[0] for c in kept}
+    for key, points in rubric.items():
+        if key not in seen:
+            kept.append(Check(key, "fail", "not checked: the submission did not get this far", points))
     return Report(report.submission, report.exercise, kept, report.training, report.seconds)
 
 
