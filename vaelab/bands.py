@@ -51,3 +51,43 @@ def where(neg_elbo: float, band: dict) -> tuple[bool, str]:
     if gap < 0:
         return True, f"test −ELBO {neg_elbo:.1f} nats: {-gap:.1f} nats better than {ref}"
     return False, f"test −ELBO {neg_elbo:.1f} nats: {gap:.1f} nats worse than {ref}"
+
+
+SAME_AS_BAND = ("model", "dataset", "data_dir", "epochs", "batch_size", "seed", "device", "eval_batch_size", "speed")
+
+
+def run_standing(config: dict, last_row: dict | None) -> str | None:
+    """Where a run (its config.json and its last metrics row) stands against the "train" band of its
+    model, data set, epochs and batch size; None when no band was measured for those, or when the run
+    changed a setting the band kept at its default (β, objective, learning rate, the model's options).
+
+    Examples:
+        >>> run_standing(run.config, run.rows[-1])
+        'test −ELBO 183.2 nats: within the reference band (the reference 181.5 ± 1.4 nats over 5 seeds)'
+    """
+    from dataclasses import asdict
+
+    from vaelab.config import TrainConfig
+    from vaelab.models import MODELS, make_config
+
+    train, model = config.get("train", {}), config.get("model")
+    if last_row is None or model not in MODELS or last_row.get("epoch") != train.get("epochs"):
+        return None
+    defaults = asdict(TrainConfig())
+    if any(train.get(k, v) != v for k, v in defaults.items() if k not in SAME_AS_BAND):
+        return None
+    data = config.get("data", {})
+    preset = make_config(model, tuple(data.get("image_shape", ())), len(data.get("classes", [])))
+    if json.loads(json.dumps(asdict(preset))) != config.get("model_config"):
+        return None
+    band = get_band("train", model, data.get("name"), train["epochs"], train["batch_size"])
+    if band is None:
+        return None
+    ok, text = where(-last_row["test_elbo"], band)
+    if not ok:
+        text += (
+            ": check the data (pixels in [0, 1]), that the run did not stop early, and the seed's luck "
+            "(train another seed: the band's spread is the seeds')"
+        )
+    setting = f"{model} on {data.get('name')} for {train['epochs']} epochs at batch {train['batch_size']}"
+    return f"Against runs of {setting}: {text}."

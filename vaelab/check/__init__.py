@@ -1,4 +1,8 @@
 """`vaelab check`: whether a student's own VAE pieces are right, and an auto-grader for a teacher.
+`vaelab.check(...)` is the function `check` below (the module is callable).
+
+    >>> report = vaelab.check("my_vae.py", exercise="conv")   # a table in Jupyter, text when printed
+    >>> report.failed()                                        # ids of the checks that did not pass
 
     exercises.py  the exercises: the pieces each asks for and vaelab's model that answers it
     source.py     the pieces found in a .py file, a notebook's code cells, a module or keywords
