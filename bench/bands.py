@@ -117,6 +117,24 @@ def datasets(wanted: str | None) -> list[str]:
     return names
 
 
+def markdown(bands: dict) -> str:
+    """The bands as a Markdown table, for bench/README.md."""
+    lines = [
+        "| kind | model | data | epochs | batch | test −ELBO | reconstruction | KL | k-NN on z | active | s/run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, b in bands["bands"].items():
+        kind, model, data, epochs, batch = key.split("/")
+        lines.append(
+            f"| {kind} | {model} | {data} | {epochs.split('=')[1]} | {batch.split('=')[1]} | "
+            f"{b['neg_elbo']['mean']:.2f} ± {b['neg_elbo']['sd']:.2f} | "
+            f"{b['recon']['mean']:.2f} ± {b['recon']['sd']:.2f} | {b['kl']['mean']:.2f} ± {b['kl']['sd']:.2f} | "
+            f"{b['knn_accuracy']['mean']:.3f} | "
+            f"{b['active_units']['mean']:.1f} | {b['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
@@ -126,7 +144,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "vaelab" / "bands.json"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-settings", default="2x32,2x128,10x32", help="EPOCHSxBATCH of the train bands")
+    parser.add_argument("--table", action="store_true", help="print the stored bands as Markdown and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)

@@ -39,7 +39,7 @@ class Check:
         return self.points if self.passed else 0.0
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """Every check of one submission against one exercise.
 
@@ -76,15 +76,22 @@ class Report:
         """The ids of the checks that did not pass (failed or raised)."""
         return [c.id for c in self.checks if c.status in ("fail", "error")]
 
-    def table(self) -> str:
+    def table(self, only_failed: bool = False) -> str:
+        """One line per check (`only_failed`: only those that did not pass)."""
         width = max([len(c.id) for c in self.checks] + [5])
         lines = [f"{self.submission}: exercise {self.exercise}, {self.score:g}/{self.max_score:g} points"]
         for c in self.checks:
+            if only_failed and c.status not in ("fail", "error"):
+                continue
             lines.append(f"  {MARK[c.status]:<5} {c.id:<{width}}  {c.message}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.table()
+
+    def __repr__(self) -> str:
+        points = f"{self.score:g}/{self.max_score:g}"
+        return f"<Report {self.submission}, exercise {self.exercise}: {points}, not passed {self.failed()}>"
 
     def _repr_html_(self) -> str:
         colours = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#cf222e", "skip": "#6e7781"}
@@ -153,8 +160,10 @@ class Report:
 
 def render(reports: list[Report], fmt: str) -> str:
     """The reports of one or more submissions as text: table, json, gradescope (one submission) or junit."""
-    if fmt == "table":
-        return "\n\n".join(r.table() for r in reports) + ("\n\n" + summary_table(reports) if len(reports) > 1 else "")
+    if fmt == "table":  # a folder: what did not pass for each submission, then one line each
+        if len(reports) == 1:
+            return reports[0].table()
+        return "\n\n".join([r.table(only_failed=True) for r in reports] + [summary_table(reports)])
     if fmt == "json":
         body = [r.to_dict() for r in reports]
         return json.dumps(body[0] if len(body) == 1 else body, indent=1)
