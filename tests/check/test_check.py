@@ -32,6 +32,7 @@ CORRECT = {  # file: exercise
     "mc_elbo_correct.py": "mc-elbo",
     "mmd_correct.py": "mmd",
     "mlp_notebook.ipynb": "mlp",
+    "mlp_constructor_args.py": "mlp",
 }
 
 

@@ -58,7 +58,7 @@ def _student_checks(found, ex, checks) -> Student | None:
         return None
     parts = {}
     for piece in ("Encoder", "Decoder"):
-        module, how = build(piece, found[piece], ex.latent_dim, ex.conditional)
+        module, how = build(piece, found[piece], ex.latent_dim, ex.conditional, ex.hidden)
         if module is None:
             checks.append(Check(f"{piece.lower()}.interface", "error", how))
             return None
@@ -149,9 +149,8 @@ def _fresh(found, ex, student: Student) -> Student:
     """New halves under the training's seed: built again from the classes, or copies of given modules."""
     parts = []
     for piece, old in (("Encoder", student.encoder), ("Decoder", student.decoder)):
-        module = (
-            build(piece, found[piece], ex.latent_dim, ex.conditional)[0] if isinstance(found[piece], type) else None
-        )
+        given = found[piece]
+        module = build(piece, given, ex.latent_dim, ex.conditional, ex.hidden)[0] if isinstance(given, type) else None
         parts.append(module if module is not None else copy.deepcopy(old))
     fresh = Student(*parts, ex.latent_dim, ex.conditional)
     fresh.flat_input, fresh.label_form, fresh.output = student.flat_input, student.label_form, student.output

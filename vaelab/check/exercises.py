@@ -22,17 +22,18 @@ class Exercise:
     required: tuple[str, ...]
     latent_dim: int = 2
     conditional: bool = False
+    hidden: int | None = None  # width of the hidden layers, for a constructor that asks for it
 
 
 EXERCISES = {
     e.name: e
     for e in (
-        Exercise("mlp", "fully connected VAE, 784-512-2 (SPEC model 1)", "mlp", MODULES + LOSS),
-        Exercise("mlp-small", "fully connected VAE the size of conv, 784-80-2", "mlp-small", MODULES + LOSS),
+        Exercise("mlp", "fully connected VAE, 784-512-2 (SPEC model 1)", "mlp", MODULES + LOSS, hidden=512),
+        Exercise("mlp-small", "fully connected VAE the size of conv, 784-80-2", "mlp-small", MODULES + LOSS, hidden=80),
         Exercise("conv", "convolutional VAE: encoder 62,794 and decoder 65,089 parameters", "conv", MODULES + LOSS),
         Exercise("conv-small", "second published conv VAE: Dense 16, decoder 28,161", "conv-small", MODULES + LOSS),
         Exercise("cvae", "conditional convolutional VAE (label into both halves)", "cvae", MODULES + LOSS, 2, True),
-        Exercise("cvae-mlp", "conditional fully connected VAE", "cvae-mlp", MODULES + LOSS, 2, True),
+        Exercise("cvae-mlp", "conditional fully connected VAE", "cvae-mlp", MODULES + LOSS, 2, True, 512),
         Exercise("losses", "the ELBO's pieces alone: reparameterisation, KL, reconstruction", None, LOSS),
         Exercise("mc-elbo", "the single-sample Monte Carlo ELBO from log-normal densities", None, ("log_normal_pdf",)),
         Exercise("mmd", "InfoVAE's MMD between posterior and prior samples", None, ("mmd",)),

@@ -47,9 +47,18 @@ class Student:
         return bce_probabilities(out, x) if self.output == "probabilities" else bce_logits(out, x)
 
 
-def build(piece: str, obj, latent_dim: int, conditional: bool) -> tuple[nn.Module | None, str]:
+KNOWN_ARGUMENTS = {  # constructor argument names students use, and the exercise's value for each
+    "latent": ("latent_dim", "z_dim", "latent_size", "latent_dims", "latent", "zdim", "d"),
+    "classes": ("num_classes", "n_classes", "classes", "label_dim", "y_dim", "c_dim"),
+    "pixels": ("input_dim", "x_dim", "input_size", "in_features", "image_dim", "output_dim", "out_dim"),
+    "hidden": ("hidden_dim", "hidden_size", "hidden", "h_dim", "hidden_units"),
+}
+
+
+def build(piece: str, obj, latent_dim: int, conditional: bool, hidden: int | None = None):
     """(the module, how it was built) or (None, why not): a module as given, or the class built as
-    Class(), Class(latent_dim=D), Class(D) (with num_classes for a conditional exercise)."""
+    Class(), Class(latent_dim=D), Class(D) (with num_classes for a conditional exercise), or with its
+    arguments filled by name (latent_dim, z_dim, input_dim, hidden_dim, num_classes, ...)."""
     if isinstance(obj, nn.Module):
         return obj, "as given"
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
@@ -57,6 +66,9 @@ def build(piece: str, obj, latent_dim: int, conditional: bool) -> tuple[nn.Modul
     tries = [((), {}), ((), {"latent_dim": latent_dim}), ((latent_dim,), {})]
     if conditional:
         tries += [((), {"latent_dim": latent_dim, "num_classes": CLASSES}), ((latent_dim, CLASSES), {})]
+    named = _by_name(obj, {"latent": latent_dim, "classes": CLASSES, "pixels": prod(SHAPE), "hidden": hidden})
+    if named is not None:
+        tries.append(((), named))
     errors = []
     for args, kwargs in tries:
         try:
@@ -64,6 +76,26 @@ def build(piece: str, obj, latent_dim: int, conditional: bool) -> tuple[nn.Modul
         except Exception as e:  # the student's constructor
             errors.append(f"{_call_text(piece, args, kwargs)}: {type(e).__name__}: {e}")
     return None, f"{piece} could not be built; tried " + "; ".join(errors)
+
+
+def _by_name(cls, values: dict) -> dict | None:
+    """The constructor's required arguments filled from KNOWN_ARGUMENTS, or None when one is unknown."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    filled = {}
+    for p in parameters:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        kind = next((k for k, names in KNOWN_ARGUMENTS.items() if p.name.lower() in names), None)
+        if kind is not None and values.get(kind) is not None:
+            filled[p.name] = values[kind]
+        elif p.default is p.empty:
+            return None
+    return filled
 
 
 def _call_text(piece, args, kwargs) -> str:
