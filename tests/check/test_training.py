@@ -49,3 +49,16 @@ def test_a_model_trained_with_a_loss_that_ignores_the_kl_is_out_of_the_band():
     assert checks["training.band"].status == "fail", report.table()
     assert "nats worse than the reference" in checks["training.band"].message
     assert "fix kl_divergence.value first" in checks["training.band"].message
+
+
+@pytest.mark.slow
+def test_the_scatter_and_manifold_are_shown_beside_the_references():
+    import base64
+
+    report = vaelab.check(STUDENTS / "mlp_sigmoid.py", "mlp")  # one file: figures by default, drawn in its process
+    assert sorted(report.figures) == ["manifold", "scatter"]
+    for png in report.figures.values():
+        assert base64.b64decode(png).startswith(b"\x89PNG")
+    page = report._repr_html_()
+    assert page.count("<img") == 2 and "within the reference band" in page
+    assert not vaelab.check(STUDENTS / "mlp_sigmoid.py", "mlp", train=False, isolate=False).figures

@@ -39,6 +39,7 @@ def check(
     isolate: bool | None = None,
     time_limit: float = 180.0,
     memory_mb: int = 4096,
+    figures: bool | None = None,
     **objects,
 ):
     """Check a student's VAE pieces against `exercise` (vaelab.check.EXERCISES): a Report, or Reports
@@ -51,6 +52,9 @@ def check(
     train: include the short training that must land in the reference band (seconds to a minute).
     isolate: run each file in its own process with `time_limit` seconds and `memory_mb` MB
         (default: yes for files and folders, no for modules and objects).
+    figures: after the training, the latent scatter and manifold of your model beside those of
+        vaelab's trained alike, shown under the table in Jupyter (default: for one submission, not
+        for a folder; it trains vaelab's model too, seconds to a minute more).
 
     Examples:
         >>> report = vaelab.check("my_vae.py", exercise="mlp")
@@ -69,13 +73,15 @@ def check(
         files = submissions_in(Path(source))
         if not files:
             raise VaelabError(f"{source} holds no .py or .ipynb files to check")
-        reports = Reports(_one(f, exercise, names, train, isolate, time_limit, memory_mb, {}) for f in files)
+        draw = bool(figures) and train
+        reports = Reports(_one(f, exercise, names, train, isolate, time_limit, memory_mb, draw, {}) for f in files)
         return Reports(apply_rubric(r, points) for r in reports) if points else reports
-    report = _one(source, exercise, names, train, isolate, time_limit, memory_mb, objects)
+    draw = (figures is None or figures) and train
+    report = _one(source, exercise, names, train, isolate, time_limit, memory_mb, draw, objects)
     return apply_rubric(report, points) if points else report
 
 
-def _one(source, exercise, names, train, isolate, time_limit, memory_mb, objects) -> Report:
+def _one(source, exercise, names, train, isolate, time_limit, memory_mb, figures, objects) -> Report:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -83,15 +89,16 @@ def _one(source, exercise, names, train, isolate, time_limit, memory_mb, objects
         if isolate is None or isolate:
             from vaelab.check.runner import check_isolated
 
-            return check_isolated(path, exercise, names, train, time_limit, memory_mb)
+            return check_isolated(path, exercise, names, train, time_limit, memory_mb, figures)
         from vaelab.check.worker import check_source
 
-        return check_source(str(path), exercise, names, train, time_limit)
+        return check_source(str(path), exercise, names, train, time_limit, figures)
     from vaelab.check.core import run_checks
     from vaelab.check.source import find_pieces
 
     name = getattr(source, "__name__", "your pieces") if source is not None else "your pieces"
-    return run_checks(find_pieces(source, names, **objects), exercise, name, train=train, time_limit=time_limit)
+    found = find_pieces(source, names, **objects)
+    return run_checks(found, exercise, name, train=train, time_limit=time_limit, figures=figures)
 
 
 class _CallableModule(types.ModuleType):

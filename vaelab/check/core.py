@@ -24,8 +24,11 @@ SIGNATURES = {
 }
 
 
-def run_checks(found: dict, exercise: str, submission: str = "submission", train: bool = True, time_limit=100.0):
-    """The Report of the pieces `found` ({piece: object}) against `exercise`."""
+def run_checks(
+    found: dict, exercise: str, submission: str = "submission", train: bool = True, time_limit=100.0, figures=False
+):
+    """The Report of the pieces `found` ({piece: object}) against `exercise`; `figures`: after the
+    training, the student's latent scatter and manifold beside those of vaelab's model trained alike."""
     ex = get_exercise(exercise)
     start, checks = time.perf_counter(), []
     for piece in ex.required:
@@ -48,7 +51,7 @@ def run_checks(found: dict, exercise: str, submission: str = "submission", train
         checks += _recon_checks(found["reconstruction_loss"], student)
     report = Report(submission, exercise, checks)
     if ex.model:
-        report.checks.append(_training_check(found, ex, student, report, train, time_limit))
+        report.checks.append(_training_check(found, ex, student, report, train, time_limit, figures))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -111,7 +114,7 @@ def _one_code(student: Student):
     return torch.zeros(2, student.latent_dim), torch.zeros(2, dtype=torch.long)
 
 
-def _training_check(found, ex, student, report: Report, train: bool, time_limit: float) -> Check:
+def _training_check(found, ex, student, report: Report, train: bool, time_limit: float, figures: bool) -> Check:
     settings = ShortTraining()
     if not train:
         return Check("training.band", "skip", "not trained (--no-train)")
@@ -125,12 +128,13 @@ def _training_check(found, ex, student, report: Report, train: bool, time_limit:
         loss["reconstruction_loss"] = reference.reconstruction_loss_probabilities
     from vaelab.data import load_dataset
 
+    data = load_dataset(settings.dataset)
     try:
-        result = train_and_score(
-            lambda: _fresh(found, ex, student), loss, settings, load_dataset(settings.dataset), time_limit
-        )
+        result = train_and_score(lambda: _fresh(found, ex, student), loss, settings, data, time_limit, figures)
     except Exception as e:  # the student's code, while training
         return Check("training.band", "error", f"training raised {type(e).__name__}: {e}")
+    if "pictures" in result:
+        report.figures = side_by_side(result.pop("pictures"), ex, settings, data)
     report.training = result
     if result.get("diverged"):
         return Check("training.band", "fail", f"the loss became {result['loss']} after {result['steps']} steps")
@@ -155,3 +159,28 @@ def _fresh(found, ex, student: Student) -> Student:
     fresh = Student(*parts, ex.latent_dim, ex.conditional)
     fresh.flat_input, fresh.label_form, fresh.output = student.flat_input, student.label_form, student.output
     return fresh
+
+
+def side_by_side(yours: dict, ex, settings: ShortTraining, data) -> dict[str, str]:
+    """{name: PNG as base64} of the student's latent scatter and manifold beside those of vaelab's
+    model (PyTorch's default initialisation, the reference loss) trained by the same loop and seed."""
+    import base64
+    import io
+
+    from vaelab.check.training import ReferenceModel
+    from vaelab.report.charts import manifold_panels, scatter_panels
+
+    pieces = {p: reference.PIECES[p] for p in ("reparameterize", "kl_divergence", "reconstruction_loss")}
+    theirs = train_and_score(lambda: ReferenceModel(ex.model), pieces, settings, data, pictures=True)["pictures"]
+    both = {"yours": yours, f"vaelab's {ex.model}": theirs}
+    names = ("z1", "z2")
+    drawn = {
+        "scatter": scatter_panels({k: (p["mu"], p["labels"], names) for k, p in both.items()}, data.classes),
+        "manifold": manifold_panels({k: (p["tiles"], p["values"], p["values"], names) for k, p in both.items()}),
+    }
+    out = {}
+    for name, figure in drawn.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        out[name] = base64.b64encode(buffer.getvalue()).decode()
+    return out

@@ -46,6 +46,9 @@ class Student:
     def bce(self, out, x):
         return bce_probabilities(out, x) if self.output == "probabilities" else bce_logits(out, x)
 
+    def image(self, out):
+        return out if self.output == "probabilities" else torch.sigmoid(out)
+
 
 KNOWN_ARGUMENTS = {  # constructor argument names students use, and the exercise's value for each
     "latent": ("latent_dim", "z_dim", "latent_size", "latent_dims", "latent", "zdim", "d"),

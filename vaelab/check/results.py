@@ -54,6 +54,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     training: dict = field(default_factory=dict)
     seconds: float = 0.0
+    figures: dict = field(default_factory=dict)  # name -> PNG as base64: the latent scatter and manifold
 
     @property
     def passed(self) -> bool:
@@ -101,7 +102,10 @@ class Report:
             for c in self.checks
         )
         head = html.escape(f"{self.submission}: exercise {self.exercise}, {self.score:g}/{self.max_score:g} points")
-        return f"<div><b>{head}</b><table>{rows}</table></div>"
+        pictures = "".join(
+            f"<p><img alt='{name}' src='data:image/png;base64,{data}'></p>" for name, data in self.figures.items()
+        )
+        return f"<div><b>{head}</b><table>{rows}</table>{pictures}</div>"
 
     def to_dict(self) -> dict:
         return {
@@ -113,12 +117,15 @@ class Report:
             "seconds": round(self.seconds, 2),
             "training": self.training,
             "checks": [asdict(c) for c in self.checks],
+            "figures": self.figures,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Report":
         checks = [Check(**c) for c in d["checks"]]
-        return cls(d["submission"], d["exercise"], checks, d.get("training", {}), d.get("seconds", 0.0))
+        return cls(
+            d["submission"], d["exercise"], checks, d.get("training", {}), d.get("seconds", 0.0), d.get("figures", {})
+        )
 
     def gradescope(self) -> dict:
         tests = [
@@ -223,7 +230,7 @@ def apply_rubric(report: Report, rubric: dict[str, float]) -> Report:
     for key, points in rubric.items():
         if key not in seen:
             kept.append(Check(key, "fail", "not checked: the submission did not get this far", points))
-    return Report(report.submission, report.exercise, kept, report.training, report.seconds)
+    return Report(report.submission, report.exercise, kept, report.training, report.seconds, report.figures)
 
 
 class Reports(list):

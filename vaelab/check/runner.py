@@ -31,7 +31,13 @@ def submissions_in(folder: Path) -> list[Path]:
 
 
 def check_isolated(
-    path: Path, exercise: str, names=None, train: bool = True, time_limit: float = 180.0, memory_mb: int = 4096
+    path: Path,
+    exercise: str,
+    names=None,
+    train: bool = True,
+    time_limit: float = 180.0,
+    memory_mb: int = 4096,
+    figures: bool = False,
 ) -> Report:
     """The report of one file, checked in a new Python process under the limits."""
     start = time.perf_counter()
@@ -43,6 +49,7 @@ def check_isolated(
             "names": names,
             "train": train,
             "time_limit": max(1.0, time_limit - 30),
+            "figures": figures,
             "out": str(out),
         }
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}

@@ -42,7 +42,9 @@ class ShortTraining:
         return f"{self.dataset}/epochs={self.epochs}/batch={self.batch_size}"
 
 
-def train_and_score(make_model, pieces: dict, settings: ShortTraining, data, time_limit: float = math.inf) -> dict:
+def train_and_score(
+    make_model, pieces: dict, settings: ShortTraining, data, time_limit: float = math.inf, pictures: bool = False
+) -> dict:
     """Build the model under the seed, train it with `pieces` (reparameterize, kl_divergence,
     reconstruction_loss), score it on the test split. `make_model()` returns an object with
     encode(x, y), decode(z, y) -> the decoder's own output, parameters(), and bce(output, x)."""
@@ -70,7 +72,8 @@ def train_and_score(make_model, pieces: dict, settings: ShortTraining, data, tim
             losses.append(loss.item())
             if time.perf_counter() - start > time_limit:
                 return {"timed_out": True, "seconds": time.perf_counter() - start, "steps": len(losses)}
-    return {**score(model, data), "seconds": time.perf_counter() - start, "final_train_loss": losses[-1]}
+    result = {**score(model, data), "seconds": time.perf_counter() - start, "final_train_loss": losses[-1]}
+    return result | ({"pictures": latent_pictures(model, data)} if pictures else {})
 
 
 def _batch_mean(value) -> torch.Tensor:
@@ -100,6 +103,19 @@ def score(model, data, batch_size: int = 500) -> dict:
         "knn_accuracy": knn_accuracy(mu_train, data.train_y, mu_test, data.test_y),
         "active_units": int((mu_test.double().var(0) > ACTIVE_THRESHOLD).sum()),
     }
+
+
+@torch.no_grad()
+def latent_pictures(model, data, grid: int = 11, scale: float = 3.0, label: int = 4) -> dict:
+    """What the scatter and the manifold are drawn from: the test encoder means [N, 2] with their
+    labels, and the images decoded from a grid x grid of z over ±scale (a conditional model with
+    `label`), tiled with the largest second coordinate at the top, as the report's grids are."""
+    mu = torch.cat([model.encode(x.float() / 255, y)[0] for x, y in _batches(data.test_x, data.test_y)])
+    values = torch.linspace(-scale, scale, grid)
+    z = torch.stack([values.repeat(grid), values.flip(0).repeat_interleave(grid)], 1)  # row-major, top row first
+    images = model.image(model.decode(z, torch.full((grid * grid,), label))).reshape(grid, grid, 28, 28)
+    tiles = images.permute(0, 2, 1, 3).reshape(grid * 28, grid * 28)
+    return {"mu": mu[:, :2].numpy(), "labels": data.test_y.numpy(), "tiles": tiles.numpy(), "values": values.numpy()}
 
 
 def _batches(x, y, size: int = 500):
@@ -147,3 +163,6 @@ class ReferenceModel:
 
     def bce(self, logits, x):
         return bce_logits(logits, x)
+
+    def image(self, logits):
+        return torch.sigmoid(logits)

@@ -13,7 +13,9 @@ from vaelab.check.results import Check, Report
 from vaelab.check.source import find_pieces
 
 
-def check_source(path: str, exercise: str, names=None, train: bool = True, time_limit: float = 100.0) -> Report:
+def check_source(
+    path: str, exercise: str, names=None, train: bool = True, time_limit: float = 100.0, figures: bool = False
+) -> Report:
     """The report of the file at `path`; an error while its code runs becomes the check submission.runs."""
     name = Path(path).name
     try:
@@ -26,7 +28,7 @@ def check_source(path: str, exercise: str, names=None, train: bool = True, time_
             message = f"{name} printed more than its limit of output{where} and was stopped: print less"
         report.checks.insert(0, Check("submission.runs", "error", message))
         return report
-    return run_checks(found, exercise, name, train=train, time_limit=time_limit)
+    return run_checks(found, exercise, name, train=train, time_limit=time_limit, figures=figures)
 
 
 def _line_in(error: BaseException, path: str) -> str:

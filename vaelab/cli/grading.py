@@ -43,6 +43,7 @@ def cmd_check(args) -> int:
         train=not args.no_train,
         time_limit=args.time_limit,
         memory_mb=args.memory_limit,
+        figures=False,  # pictures are for a notebook's table
     )
     reports = list(result) if isinstance(result, list) else [result]
     text = render(reports, args.format)
