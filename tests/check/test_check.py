@@ -88,6 +88,15 @@ def test_pieces_given_as_objects_and_names_mapped():
     assert "no reconstruction_loss found" in report.table()
 
 
+def test_a_module_by_name_or_as_an_object(monkeypatch):
+    monkeypatch.syspath_prepend(str(STUDENTS))
+    assert vaelab.check("mmd_correct", "mmd").passed
+    report = vaelab.check(student_module("mmd_not_squared.py"), "mmd")
+    assert report.failed() == ["mmd.value"]
+    with pytest.raises(vaelab.VaelabError, match="nothere.py does not exist"):
+        vaelab.check("nothere.py", "mmd")
+
+
 def test_the_notebook_is_run_for_its_definitions_only():
     """Its last cell loops for ever: a check that ran it would never return."""
     report = checked("mlp_notebook.ipynb", "mlp")
