@@ -140,7 +140,6 @@ class Report:
         ]
         return {
             "score": self.score,
-            "max_score": self.max_score,
             "execution_time": round(self.seconds, 2),
             "output": f"vaelab check, exercise {self.exercise}: {self.score:g}/{self.max_score:g}",
             "tests": tests,
