@@ -123,3 +123,15 @@ def test_a_rubric_chooses_the_checks_and_their_points(tmp_path):
     (tmp_path / "rubric.json").write_text(json.dumps({"points": {"kl_divergence": "many"}}))
     with pytest.raises(vaelab.VaelabError, match="must map check ids to points"):
         checked("kl_wrong_sign.py", "mlp", rubric=tmp_path / "rubric.json")
+
+
+def test_with_a_rubric_a_submission_that_crashed_is_marked_out_of_the_same_total():
+    from vaelab.check import Check, Report
+    from vaelab.check.results import apply_rubric
+
+    crashed = Report("crashes.py", "mlp", [Check("submission.runs", "error", "crashed (signal SIGSEGV)")])
+    rubric = {"kl_divergence": 2.0, "training.band": 3.0}
+    marked = apply_rubric(crashed, rubric)
+    assert marked.max_score == 5 and marked.score == 0
+    assert [c.id for c in marked.checks] == ["submission.runs", "kl_divergence", "training.band"]
+    assert not marked.passed
