@@ -8,16 +8,15 @@ nbformat = pytest.importorskip("nbformat", reason="the test extras are not insta
 nbclient = pytest.importorskip("nbclient", reason="the test extras are not installed: pip install -e '.[test]'")
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.ipynb"))
+CHECK = next(p for p in EXAMPLES if p.stem == "05-check-your-vae")  # shows tables, not figures
+FIGURES = [p for p in EXAMPLES if p != CHECK]
 
 
-def test_there_is_a_notebook_per_exercise_family():
-    assert len(EXAMPLES) == 4
+def test_there_is_a_notebook_per_exercise_family_and_one_that_checks_a_students_vae():
+    assert len(FIGURES) == 4 and CHECK.is_file()
 
 
-@pytest.mark.slow  # a Jupyter kernel for each notebook
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_the_notebook_runs_and_shows_its_figures(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own classifier cache, as on a new machine
+def executed(path: Path, tmp_path: Path):
     notebook = nbformat.read(path, as_version=4)
     assert not any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
         "commit it without outputs"
@@ -25,7 +24,23 @@ def test_the_notebook_runs_and_shows_its_figures(path, tmp_path, monkeypatch):
     nbclient.NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()  # raises on any error
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+@pytest.mark.slow  # a Jupyter kernel, and a short training
+def test_the_check_notebook_fails_the_broken_file_and_passes_the_fixed_one(tmp_path):
+    outputs = executed(CHECK, tmp_path)
+    tables = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert len(tables) == 2
+    assert tables[0].count(">FAIL<") == 3 and "uses log σ² as σ" in tables[0]
+    assert ">FAIL<" not in tables[1] and "within the reference band" in tables[1]
+
+
+@pytest.mark.slow  # a Jupyter kernel for each notebook
+@pytest.mark.parametrize("path", FIGURES, ids=[p.stem for p in FIGURES])
+def test_the_notebook_runs_and_shows_its_figures(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own classifier cache, as on a new machine
+    outputs = executed(path, tmp_path)
     assert not [o for o in outputs if o.output_type == "error"]
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pictures) >= 3, f"{path.name} showed {len(pictures)} figures"

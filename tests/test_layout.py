@@ -22,7 +22,15 @@ RUN_TRAINING = {
     "vaelab.sweeps",
     "vaelab.notebook",  # Run.resume() continues the run's training
 }  # the modules that start training
-FOLDERS = ("vaelab.runs", "vaelab.training", "vaelab.report", "vaelab.explorer", "vaelab.cli", "vaelab.evaluation")
+FOLDERS = (
+    "vaelab.runs",
+    "vaelab.training",
+    "vaelab.report",
+    "vaelab.explorer",
+    "vaelab.cli",
+    "vaelab.evaluation",
+    "vaelab.check",
+)
 PUBLIC = {"vaelab.report.figures", "vaelab.report.charts", "vaelab.report.pages"}  # besides the faces
 MAX_LINES = 400
 

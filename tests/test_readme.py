@@ -1,8 +1,9 @@
 """The README's commands run as written, in a fresh folder, in order: every one that can run offline.
 
 Left out, because this machine cannot: downloads of full MNIST and CIFAR-10 (and the commands that
-read their runs), several GPUs or machines, `pip install`, the CI script and the benchmarks. To keep
-the suite short, training runs for one epoch (`--epochs N` becomes `--epochs 1`, and `vaelab demo`
+read their runs), several GPUs or machines, `pip install`, the CI script and the benchmarks; and
+`vaelab check` of a student's file, which the README does not hold (tests/check checks such files).
+To keep the suite short, training runs for one epoch (`--epochs N` becomes `--epochs 1`, and `vaelab demo`
 gets `--epochs 1`); every other word is the README's.
 """
 
@@ -25,6 +26,7 @@ NEEDS_MORE = (
     ".ci/run",
     "bench/",
     "pytest",
+    "vaelab check",  # a student's file or a folder of submissions: tests/check runs the checks on such files
 )
 
 

@@ -37,6 +37,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "WandbCallback": "vaelab.training",
     "MLflowCallback": "vaelab.training",
     "export": "vaelab.api",
+    "check": "vaelab.check",
 }
 __all__ = [*_EXPORTS, "__version__"]
 log.setup()  # vaelab's lines go through logging: vaelab/log.py

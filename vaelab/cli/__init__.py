@@ -3,6 +3,7 @@
     main.py    the parser, and one `vaelab: error:` line for every failure   (private to this folder)
     make.py    the commands that make runs: train, demo, sweep              (private)
     read.py    the commands that read: data, summary, sample, report, compare, evaluate, export, serve (private)
+    grading.py the command that checks students' code: check               (private)
     flags.py   flags derived from the settings dataclasses                   (private)
     help.py    one line per subcommand, for `vaelab --help`                  (private)
     cached_help.py  each subcommand's --help kept in help.json, answered without PyTorch

@@ -12,4 +12,5 @@ HELP = {
     "sweep": "train one run per value of one setting (e.g. --latent-dim 2,4,8,16,32); table and figure",
     "export": "write a run's decoder and encoder as ONNX or TorchScript files that run without vaelab",
     "serve": "open the latent-space explorer (a web page) for one or more runs",
+    "check": "check a student's VAE pieces (file, notebook, folder) against an exercise; JSON, Gradescope, JUnit",
 }

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from vaelab.cli import make, read
+from vaelab.cli import grading, make, read
 from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
 from vaelab.log import verbosity
@@ -30,6 +30,7 @@ SUBCOMMANDS = (
     make.add_sweep_parser,
     read.add_export_parser,
     make.add_demo_parser,
+    grading.add_check_parser,
 )
 
 

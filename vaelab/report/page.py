@@ -7,6 +7,7 @@ caption), None for a figure already on disk (the evaluation's).
 
 import html
 
+from vaelab import bands
 from vaelab.models.summary import layer_rows
 from vaelab.report import figures
 from vaelab.report.pages import figure, page, table
@@ -146,6 +147,9 @@ def classification_section(run, evaluation):
 
 
 def quality_section(run, evaluation):
+    standing = bands.run_standing(run.config, run.rows[-1] if run.rows else None)
+    if standing:
+        yield _html(f"<p class='band'>{html.escape(standing)}</p>")
     if not evaluation:
         yield _not_evaluated(run)
         return

@@ -1,0 +1,5 @@
+"""A submission that takes its process down."""
+
+import os
+
+os.abort()

@@ -1,0 +1,3 @@
+"""A submission with none of the pieces."""
+
+answer = 42

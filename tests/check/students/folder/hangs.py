@@ -1,0 +1,4 @@
+"""A submission whose top level never finishes."""
+
+while True:
+    pass
