@@ -127,3 +127,26 @@ def test_a_module_that_does_not_follow_the_interface_is_refused(cells):
     outputs, folder = cells
     assert "refused: your model's encode(x, y) must return (mu, logvar)" in text(outputs["malformed"])
     assert not (folder / "bad").exists()
+
+
+def test_without_ipywidgets_a_notebook_has_no_warning_and_the_report_is_a_link(tmp_path):
+    """The README's notebook install has no ipywidgets: no red TqdmWarning (pooch's import of
+    tqdm.auto raised it), one line per epoch; run.report() as a cell's last line shows a link."""
+    code = [
+        "import sys\nsys.modules['ipywidgets'] = None  # as if not installed\nimport vaelab\n"
+        'run = vaelab.train("mlp", "mnist-sample", epochs=2, batch_size=500, out="run")',
+        "run.report()",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in code])
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    train, report = (cell.outputs for cell in notebook.cells)
+    streams = [o for cell in (train, report) for o in cell if o["output_type"] == "stream"]
+    assert not [o for o in streams if o["name"] == "stderr"], streams
+    assert [line.split()[:2] for o in streams for line in o["text"].splitlines()] == [
+        ["epoch", "1/2"],
+        ["epoch", "2/2"],
+    ]
+    shown = next(o for o in report if o["output_type"] == "execute_result")["data"]
+    assert shown["text/html"].startswith('<a href="run/report.html" target="_blank">report.html of ')

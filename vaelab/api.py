@@ -44,6 +44,7 @@ def train(
     kl_warmup: float = _T.kl_warmup,
     objective: str = _T.objective,
     mmd_weight: float = _T.mmd_weight,
+    mmd_codes: str = _T.mmd_codes,
     clip_grad: float | None = _T.clip_grad,
     likelihood: str = _T.likelihood,
     gaussian_std: float = _T.gaussian_std,

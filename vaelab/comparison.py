@@ -45,13 +45,21 @@ COLUMNS = (
     ("seconds", "s / epoch"),
     ("prior_mmd", "q(z) MMD to prior"),
     ("active_units", "active units"),
+    ("knn_on_z", "k-NN on z"),
+    ("logistic_on_z", "logistic on z"),
     ("frechet_distance", "sample Fréchet"),
     ("mean_confidence", "sample confidence"),
     ("balance", "class balance"),
     ("device", "device"),
     ("objective", "objective"),
 )
-FORMATS = {"prior_mmd": "{:.4f}", "balance": "{:.3f}", "mean_confidence": "{:.1%}"}
+FORMATS = {
+    "prior_mmd": "{:.4f}",
+    "balance": "{:.3f}",
+    "mean_confidence": "{:.1%}",
+    "knn_on_z": "{:.1%}",
+    "logistic_on_z": "{:.1%}",
+}
 TEXT_COLUMNS = ("run", "model", "dataset", "device", "objective")
 MMD_POINTS = 2000  # test codes (and prior draws) in the q(z)-to-prior MMD
 
@@ -122,6 +130,40 @@ def latent_summary(run, seed: int = 0) -> dict:
     }
 
 
+def classifier_summary(run, k: int = 5) -> dict:
+    """Test accuracy of k-NN and logistic regression fitted to the training encoder means (a CVAE's
+    encoded with their own labels): how much of the class the code holds. Blanks without labels."""
+    if not run.data.labelled or run.data.num_classes < 2:
+        return {"knn_on_z": "–", "logistic_on_z": "–"}
+    from vaelab.evaluation import latent_classifiers
+
+    d = run.data
+    train_mu, _ = latent.encode_set(run.model, d.train_x, d.train_y)
+    out = latent_classifiers(train_mu, d.train_y.numpy(), run.mu, d.test_y.numpy(), k)
+    return {"knn_on_z": out["knn"]["accuracy"], "logistic_on_z": out["logistic"]["accuracy"]}
+
+
+def conditioning_note(summaries: list[dict], loaded: list) -> str:
+    """Where a VAE and a CVAE of one data set are compared: what the label takes out of z."""
+    notes = []
+    for dataset in dict.fromkeys(s["dataset"] for s in summaries):
+        pairs = [(s, run) for s, run in zip(summaries, loaded, strict=True) if s["dataset"] == dataset]
+        vaes = [s for s, run in pairs if not run.conditional and isinstance(s["knn_on_z"], float)]
+        cvaes = [s for s, run in pairs if run.conditional and isinstance(s["knn_on_z"], float)]
+        if not (vaes and cvaes):
+            continue
+        notes.append(
+            f"On {dataset}, the class is read from z at {_scores(vaes)} for the VAE, and at {_scores(cvaes)} for "
+            f"the CVAE, whose encoder and decoder are given the label: the closer the CVAE is to chance, the "
+            f"more of the class its label carries, leaving z to hold the style."
+        )
+    return " ".join(notes)
+
+
+def _scores(group: list[dict]) -> str:
+    return ", ".join(f"{s['run']} {s['knn_on_z']:.1%} (k-NN) / {s['logistic_on_z']:.1%} (logistic)" for s in group)
+
+
 def quality_summary(run, samples: int, classifier_epochs: int | None = None) -> dict:
     """Sample quality of the run (vaelab/evaluation/quality.py): blanks when skipped or the data has no labels."""
     keys = ("frechet_distance", "mean_confidence", "balance")
@@ -180,12 +222,19 @@ def compare_runs(
     loaded = [r if isinstance(r, runs.Run) else runs.Run.open(r, trust_code=trust_code) for r in run_dirs]
     summaries = [run_summary(run, name) for run, name in zip(loaded, names, strict=True)]
     for summary, run in zip(summaries, loaded, strict=True):
-        summary.update(latent_summary(run), **quality_summary(run, s.quality_samples, s.classifier_epochs))
+        summary.update(
+            latent_summary(run),
+            **classifier_summary(run),
+            **quality_summary(run, s.quality_samples, s.classifier_epochs),
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shown = save_figures(summaries, loaded, out, s.grid, s.label)
     atomic_write(out / "compare.md", compare_markdown(summaries).encode())
-    atomic_write(out / "compare.html", compare_page(summaries, shown, s.grid, s.label, s.quality_samples).encode())
+    note = conditioning_note(summaries, loaded)
+    atomic_write(
+        out / "compare.html", compare_page(summaries, shown, s.grid, s.label, s.quality_samples, note).encode()
+    )
     return out / "compare.html"
 
 
@@ -241,7 +290,9 @@ CAPTIONS = {
 }
 
 
-def compare_page(summaries: list[dict], shown: list[str], grid: int, label: int, quality_samples: int) -> str:
+def compare_page(
+    summaries: list[dict], shown: list[str], grid: int, label: int, quality_samples: int, note: str = ""
+) -> str:
     rows = [[_cell(s[key], key) for key, _ in COLUMNS] for s in summaries]
     captions = {**CAPTIONS, "manifolds": _manifold_note(grid, label)}
     quality = (
@@ -259,8 +310,12 @@ def compare_page(summaries: list[dict], shown: list[str], grid: int, label: int,
         f"epochs, on each run's own device (last column), so compare them only on one device. "
         f"q(z) MMD to prior is the squared MMD between {MMD_POINTS:,} sampled test codes and as many N(0, I) "
         f"draws (0 when the codes follow the prior); a unit is active when its encoder mean varies by more "
-        f"than 0.01 over the test set. {html.escape(quality)}</p>"
+        f"than 0.01 over the test set. k-NN (k = 5) and logistic regression on z are fitted to the training "
+        f"encoder means and scored on the test means (a CVAE's encoded with their own labels). "
+        f"{html.escape(quality)}</p>"
     )
+    if note:
+        body += f"<p>{html.escape(note)}</p>"
     body += "".join(figure(f"{name}.png", captions[name], name) for name in shown)
     return page("vaelab comparison", body, wide=True)
 

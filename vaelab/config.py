@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vaelab.data.pixels import BINARIZE_MODES
 from vaelab.device import DEVICES, device_problem
-from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, OBJECTIVES
+from vaelab.losses import KL_ESTIMATORS, LIKELIHOODS, MMD_CODES, OBJECTIVES
 from vaelab.models import MODELS, custom
 from vaelab.options import MAX_EPOCHS, MAX_SEED, MAX_STEPS, check, opt
 
@@ -52,6 +52,12 @@ class TrainConfig:
     )
     objective: str = opt("elbo", "elbo, or mmd: InfoVAE's MMD to N(0, I) instead of the KL", choices=OBJECTIVES)
     mmd_weight: float = opt(1000.0, "weight of the MMD term when --objective mmd (InfoVAE uses 1000)", above=0.0)
+    mmd_codes: str = opt(
+        "mean",
+        "codes the MMD compares with N(0, I) draws: encoder means (the MMD-VAE), or sampled z, whose "
+        "collapse onto the prior the MMD cannot see",
+        choices=MMD_CODES,
+    )
     clip_grad: float | None = opt(None, "clip the gradient norm to this value", above=0.0)
     likelihood: str = opt("bernoulli", "p(x|z): Bernoulli (BCE from logits) or Gaussian", choices=LIKELIHOODS)
     gaussian_std: float = opt(0.1, "fixed pixel standard deviation of the Gaussian likelihood", above=0.0)

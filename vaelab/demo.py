@@ -4,7 +4,23 @@ from vaelab import runs
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
-from vaelab.training import train
+from vaelab.training import Callback, train
+
+
+class Estimate(Callback):
+    """After the first epoch: how long all of them will take, from its measured time."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_end(self, row, run_dir):
+        if row["epoch"] == 1 and self.epochs > 1:
+            total = row["seconds"] * self.epochs
+            print(f"  (the {self.epochs} epochs take about {_duration(total)} in all at this pace, then the report)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
 
 
 def pick_dataset() -> str:
@@ -29,7 +45,9 @@ def demo(out: str | None = None, epochs: int | None = None) -> None:
     # to form before the KL term flattens it; batches of 32 (as one course notebook uses) do.
     epochs, batch_size = (epochs or 3, 128) if dataset == "mnist" else (epochs or 10, 32)
     out = out or runs.default_folder("demo", dataset)
-    run_dir = train(TrainConfig(model="conv", dataset=dataset, epochs=epochs, batch_size=batch_size), out=out)
+    print(f"{epochs} epochs of batches of {batch_size}; the first epoch's time gives an estimate of the rest.")
+    cfg = TrainConfig(model="conv", dataset=dataset, epochs=epochs, batch_size=batch_size)
+    run_dir = train(cfg, out=out, callbacks=[Estimate(epochs)])
     from vaelab.report import make_report  # matplotlib only after training
 
     report = make_report(run_dir)

@@ -3,6 +3,8 @@ codes) with the history, one method per figure of the exercises, several figures
 jobs on the run. Figure methods return matplotlib Figures, which Jupyter shows without `%matplotlib`.
 """
 
+import html
+import os
 from pathlib import Path
 
 from vaelab import runs
@@ -147,11 +149,12 @@ class Run(runs.Run):
 
         return evaluate_run(self.dir, data=self.given_data, **settings)
 
-    def report(self, **settings) -> Path:
-        """RUN/report.html and its figures (vaelab.report.ReportSettings fields as keywords)."""
+    def report(self, **settings) -> "Page":
+        """RUN/report.html and its figures (vaelab.report.ReportSettings fields as keywords); as a
+        cell's last line, a link that opens it."""
         from vaelab.report import make_report
 
-        return make_report(self, **settings)
+        return Page(make_report(self, **settings))
 
     def resume(self, progress: bool = True, callbacks=(), **overrides) -> "Run":
         """Continue training (epochs=, lr=, clip_grad=, speed= may change); returns the run."""
@@ -169,6 +172,23 @@ class Run(runs.Run):
         from vaelab.export import export_run
 
         return export_run(self.dir, format, part)
+
+
+class Page(type(Path())):
+    """The path of a page vaelab wrote (a Path in every way), shown in Jupyter as a link to open it.
+
+    Examples:
+        >>> page = run.report()   # as a cell's last line: "report.html of RUN: open it"
+        >>> page.read_text()[:15]
+    """
+
+    def _repr_html_(self) -> str:
+        relative = os.path.relpath(self, Path.cwd())  # Jupyter serves the notebook's folder and below
+        href = self.as_uri() if relative.startswith("..") else Path(relative).as_posix()
+        return (
+            f'<a href="{html.escape(href)}" target="_blank">{html.escape(self.name)} of '
+            f"{html.escape(str(self.parent))}</a>: open it (in JupyterLab, or a browser from this machine)"
+        )
 
 
 FIGURE_METHODS = (

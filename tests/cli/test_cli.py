@@ -2,6 +2,7 @@
 `python -m vaelab` calls), and `vaelab serve` in a process of its own."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_summary_prints_the_spec_counts():
     assert result.returncode == 0, result.stderr
     assert "encoder parameters: 62,794" in result.stdout
     assert "decoder parameters: 65,089" in result.stdout
-    assert "64x7x7" in result.stdout
+    assert re.search(r"decoder +reshape +Unflatten +64x7x7 +0\n", result.stdout), result.stdout
 
 
 def test_data_lists_the_bundled_sample():
@@ -106,12 +107,33 @@ def test_bad_train_options_are_named(args, message, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_demo_runs_offline_on_the_sample(tmp_path):
+def test_demo_runs_offline_on_the_sample(tmp_path, monkeypatch, capfd):
+    """Offline (MNIST's mirrors refuse connections), the first thing said is that MNIST is not
+    available, with no download announced before it; then the sample trains."""
+    import socket
+    from dataclasses import replace
+
+    from vaelab.data.sources import DATASETS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    monkeypatch.setitem(DATASETS, "mnist", replace(DATASETS["mnist"], mirrors=(closed, closed)))
     result = vaelab("demo", "--out", tmp_path / "demo", "--epochs", "1")
     assert result.returncode == 0, result.stderr
-    assert "mnist-sample" in result.stdout
+    printed = result.stdout + result.stderr + "".join(capfd.readouterr())
+    assert result.stdout.startswith("MNIST is not available here (data set 'mnist' is not on this machine"), printed
+    assert "Downloading" not in printed and "mnist-sample" in result.stdout
     assert (tmp_path / "demo" / "model.safetensors").is_file()
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_the_demo_estimates_the_whole_training_from_its_first_epoch(capsys):
+    from vaelab.demo import Estimate
+
+    Estimate(10).on_epoch_end({"epoch": 1, "seconds": 19.2}, None)
+    Estimate(10).on_epoch_end({"epoch": 2, "seconds": 19.2}, None)
+    assert capsys.readouterr().out == "  (the 10 epochs take about 3 minutes in all at this pace, then the report)\n"
 
 
 def test_report_writes_the_page_and_its_figures(run_dir):

@@ -214,6 +214,7 @@ def test_evaluate_run_writes_every_number_and_figure(lab, monkeypatch):
     assert e["images"] == 1000 and iw["images"] == 100 and iw["samples"] == 20
     assert e["mean_z"]["elbo"] == pytest.approx(-(e["mean_z"]["recon"] + e["kl"]))
     assert iw["bound"] >= iw["elbo"] and 0 <= iw["bound_se_mc"] < 1 and -260 < iw["bound"] < -150
+    assert iw["gap"] == pytest.approx(iw["bound"] - iw["elbo"]) and iw["gap_se_images"] > 0
     assert 0 <= r["latent"]["active_units"] <= 2 and len(r["latent"]["kl_per_dim"]) == 2
     assert sum(r["latent"]["kl_per_dim"]) == pytest.approx(e["kl"], rel=1e-4)
     c = r["latent_classifiers"]
@@ -275,8 +276,11 @@ def test_evaluate_command_on_a_cvae(lab):
     assert result.returncode == 0, result.stderr
     assert "L_5" in result.stdout and "CVAE classifier" in result.stdout and "eval.json" in result.stdout
     r = json.loads((lab.cvae_dir / "eval.json").read_text())
-    assert r["cvae_classifier"]["images"] == 60 and "latent_classifiers" not in r and "sample_quality" not in r
-    assert list(r["figures"]) == ["eval_cvae_confusion"]
+    assert r["cvae_classifier"]["images"] == 60 and "sample_quality" not in r
+    c = r["latent_classifiers"]  # the CVAE's z is classified too, to set beside a VAE's
+    assert c["train_images"] == 4000 and 0 <= c["knn"]["accuracy"] <= 1 and np.sum(c["logistic"]["confusion"]) == 1000
+    assert "latent classifiers" in result.stdout
+    assert list(r["figures"]) == ["eval_confusion", "eval_cvae_confusion"]
     assert Image.open(lab.cvae_dir / "figures" / "eval_cvae_confusion.png").size[0] > 400
 
 

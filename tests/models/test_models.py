@@ -131,18 +131,27 @@ def test_summary_rows_add_up(name):
 
 def test_conv_summary_shapes_follow_the_spec():
     rows = layer_rows(make("conv"))
-    shapes = [(r["part"], r["output_shape"], r["params"]) for r in rows]
+    shapes = [(r["part"], r["kind"], r["output_shape"], r["params"]) for r in rows]
     assert shapes == [
-        ("encoder", (32, 14, 14), 320),
-        ("encoder", (64, 7, 7), 18_496),
-        ("encoder", (14,), 43_918),
-        ("encoder", (2,), 30),
-        ("encoder", (2,), 30),
-        ("decoder", (3136,), 9_408),
-        ("decoder", (64, 14, 14), 36_928),
-        ("decoder", (32, 28, 28), 18_464),
-        ("decoder", (1, 28, 28), 289),
+        ("encoder", "Conv2d", (32, 14, 14), 320),
+        ("encoder", "Conv2d", (64, 7, 7), 18_496),
+        ("encoder", "Flatten", (3136,), 0),
+        ("encoder", "Linear", (14,), 43_918),
+        ("encoder", "Linear", (2,), 30),
+        ("encoder", "Linear", (2,), 30),
+        ("sample", "sample μ+σ·ε", (2,), 0),
+        ("decoder", "Linear", (3136,), 9_408),
+        ("decoder", "Unflatten", (64, 7, 7), 0),  # the first deconvolution's input, which an exercise asks for
+        ("decoder", "ConvTranspose2d", (64, 14, 14), 36_928),
+        ("decoder", "ConvTranspose2d", (32, 28, 28), 18_464),
+        ("decoder", "ConvTranspose2d", (1, 28, 28), 289),
     ]
+
+
+def test_mlp_summary_shows_the_flatten_the_sampling_and_the_reshape():
+    kinds = [(r["part"], r["kind"], r["output_shape"]) for r in layer_rows(make("mlp"))]
+    assert kinds[0] == ("encoder", "Flatten", (784,)) and ("sample", "sample μ+σ·ε", (2,)) in kinds
+    assert kinds[-1] == ("decoder", "Unflatten", (1, 28, 28))
 
 
 def test_dense_width_option_and_wrong_option():

@@ -142,8 +142,11 @@ def test_compare_table_holds_the_runs_real_numbers(runs, capsys, monkeypatch):
             f"{last[k]:,.2f}" for k in ("train_total", "test_total", "test_recon", "test_kl", "test_elbo")
         ]
         assert float(cells[11]) == pytest.approx(sum(r["seconds"] for r in rows) / len(rows), abs=0.006)
-        prior_mmd, active, frechet, confidence, balance = cells[12:17]
+        prior_mmd, active, knn, logistic, frechet, confidence, balance = cells[12:19]
         assert 0 <= float(prior_mmd) < 2 and active in ("0", "1", "2")
+        assert all(0 <= float(a.rstrip("%")) <= 100 for a in (knn, logistic))
+        if model == "conv":  # a VAE's 2-D code holds much of the digit (chance is 10%)
+            assert float(knn.rstrip("%")) > 50, cells
         assert (
             float(frechet.replace(",", "")) > 0
             and 10 <= float(confidence.rstrip("%")) <= 100
@@ -151,6 +154,7 @@ def test_compare_table_holds_the_runs_real_numbers(runs, capsys, monkeypatch):
         )
     page = out / "compare.html"
     assert f"{read_metrics(runs.cvae)[-1]['test_elbo']:,.2f}" in page.read_text()
+    assert "On mnist-sample, the class is read from z at conv " in page.read_text()  # VAE against CVAE
     assert sorted(referenced(page)) == ["curves.png", "manifolds.png", "samples.png", "scatters.png"]
     assert all((out / s).is_file() for s in referenced(page))
 

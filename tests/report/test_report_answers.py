@@ -59,6 +59,19 @@ def test_the_cvae_diagram_draws_the_label_beside_the_first_convolution():
     assert rows["decoder"][0] == ["input z + label (10 classes)\n2 + 10 = 12"]
 
 
+def test_the_conv_diagram_shows_the_reshape_before_the_first_deconvolution_and_the_sampling():
+    from vaelab.models import build_model, make_config
+
+    model = build_model("conv", make_config("conv", (1, 28, 28), 10))
+    rows = plots._diagram_rows(layer_rows(model), (1, 28, 28), 2, 0)
+    texts = [box for row in rows["decoder"] for box in row]
+    reshape = next(i for i, t in enumerate(texts) if t.startswith("reshape: Unflatten\n64×7×7"))
+    assert texts[reshape + 1].startswith("deconvs.0: ConvTranspose2d")
+    assert rows["encoder"][-1][0].startswith("z = μ + σ·ε") and any(
+        b.startswith("flatten: Flatten\n3136") for row in rows["encoder"] for b in row
+    )
+
+
 def test_a_cvae_walk_morphs_its_label_with_z(trained):
     run = trained["cvae"]
     d = run.data
@@ -120,7 +133,27 @@ def test_the_report_is_organised_by_question_and_shows_the_evaluation(trained, t
     page = make_report(run.dir).read_text()
     assert f"{result['cvae_classifier']['iw']['accuracy']:.1%}" in page
     assert f"{result['iw']['bound']:.2f}" in page and "figures/eval_cvae_confusion.png" in page
+    assert f"{result['latent_classifiers']['knn']['accuracy']:.1%}" in page  # the CVAE's z classified too
+    assert "figures/eval_confusion.png" in page
+    quality = page[page.index('id="quality"') :]
+    rows = {cells[0]: cells[1:] for cells in _table_rows(quality)}
+    elbo = next(v for k, v in rows.items() if k.startswith("ELBO, mean of 5 single-sample"))
+    bound = next(v for k, v in rows.items() if k.startswith("importance-weighted bound L_5"))
+    assert elbo[1] == bound[1] == "50 test images (a seeded random subset of the 1,000)", rows  # the same images
+    assert float(bound[0]) >= float(elbo[0]), rows  # L_K is never below the ELBO of the same images
+    assert "± " in elbo[2] and "Monte Carlo" in bound[2]
+    assert next(v for k, v in rows.items() if k.startswith("test ELBO, z sampled"))[1] == "all 1,000 test images"
     assert "figures/origins.png" in page and "figures/label_swap.png" in page
+
+
+def _table_rows(html_text: str) -> list[list[str]]:
+    import html as html_module
+
+    return [
+        [html_module.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", html_text)
+        if "<td" in row
+    ]
 
 
 def test_a_data_set_of_three_classes_gets_a_report_with_its_own_defaults(tmp_path):

@@ -92,3 +92,67 @@ def test_an_mmd_runs_test_total_is_its_objective_not_the_negative_elbo():
     assert (heavy["total"] - heavy["recon"]) == pytest.approx(100 * (light["total"] - light["recon"]), rel=1e-6)
     shifted = evaluate(model, x, y, TrainConfig(objective="mmd", mmd_weight=10.0, batch_size=600))
     assert shifted["total"] != light["total"]  # one batch of 600, not four of 128: another V-statistic
+
+
+def test_the_mmd_of_encoder_means_sees_a_posterior_collapsed_onto_the_prior():
+    """q(z|x) = N(0, I) for every image (a fresh encoder's start: mu near 0, log sigma^2 near 0) puts z
+    at prior draws: the MMD of sampled codes is then at its floor, that of two prior samples, and cannot
+    push the codes apart; the MMD of the means sees every code at one point (about 0.33 at D = 2)."""
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.zeros(32, 2), torch.zeros(32, 2)
+    z, prior = torch.randn(32, 2, generator=g), torch.randn(32, 2, generator=g)
+    x, logits = torch.zeros(32, 1, 28, 28), torch.zeros(32, 1, 28, 28)
+    sampled = Objective("mmd", mmd_codes="sample")(logits, x, mu, logvar, z, prior)[3].item()
+    means = Objective("mmd", mmd_codes="mean")(logits, x, mu, logvar, z, prior)[3].item()
+    floor = torch.stack([mmd(torch.randn(32, 2, generator=g), torch.randn(32, 2, generator=g)) for _ in range(200)])
+    assert sampled < floor.quantile(0.95).item() and means > 0.25 > 5 * floor.mean().item(), (sampled, means, floor)
+    assert Objective("mmd").mmd_codes == "mean" and TrainConfig().mmd_codes == "mean"  # the default sees it
+
+
+@pytest.mark.parametrize(
+    "settings, row, expected",
+    [
+        (dict(objective="mmd", mmd_codes="sample"), dict(test_kl=0.0004, test_mmd=0.04), "--mmd-codes mean"),
+        (dict(objective="mmd"), dict(test_kl=9.0, test_mmd=0.35), "encoder means is 0.350"),
+        (dict(objective="mmd"), dict(test_kl=4.0, test_mmd=0.05), None),
+        (dict(), dict(test_kl=0.01), "test KL is 0.010 nats"),
+    ],
+)
+def test_a_collapsed_mmd_run_is_named_like_an_elbo_run(settings, row, expected, tmp_path):
+    from vaelab.options import CALLER
+    from vaelab.training.advice import collapse_notice
+
+    token = CALLER.set("cli")
+    try:
+        notice = collapse_notice(row, TrainConfig(epochs=5, **settings), tmp_path)
+    finally:
+        CALLER.reset(token)
+    assert (notice is None) if expected is None else (expected in notice and "collapsed" in notice), notice
+
+
+@pytest.mark.slow  # 13 short trainings (about 5 minutes on 2 cores)
+def test_the_mmd_defaults_keep_the_code_for_every_model_and_seed(tmp_path):
+    """examples/03's MMD settings (mnist-sample, batch 32, weight 1000), one epoch: the MMD of
+    sampled codes collapsed conv onto the prior from the first epoch (KL 0.0002, every mean at 0);
+    the default, the MMD of the encoder means, keeps z informative on every model and seed."""
+    import numpy as np
+
+    from vaelab.runs import open_run
+    from vaelab.training import train
+    from vaelab.training.advice import collapse_notice
+
+    def run(model, seed, **settings):
+        cfg = TrainConfig(
+            model=model, dataset="mnist-sample", epochs=1, batch_size=32, objective="mmd", seed=seed, **settings
+        )
+        r = open_run(train(cfg, out=str(tmp_path / f"{model}-{seed}-{len(settings)}"), progress=False))
+        return r, collapse_notice(r.rows[-1], cfg, r.dir)
+
+    old, notice = run("conv", 0, mmd_codes="sample")
+    assert old.mu.std(0).max() < 0.05 and notice and "mmd_codes='mean'" in notice  # the failure, and it is named
+    for model in ("mlp", "conv", "cvae", "cvae-mlp"):
+        for seed in (0, 1, 2):
+            r, notice = run(model, seed)
+            spread, last = r.mu.std(0), r.rows[-1]
+            assert notice is None and np.all(spread > 0.3), (model, seed, spread, last)
+            assert last["test_recon"] < old.rows[-1]["test_recon"] - 5, (model, seed, last)

@@ -11,7 +11,15 @@
 Modules outside this folder import from here only; the tests check it.
 """
 
-from vaelab.cli.cached_help import cached
 from vaelab.cli.main import build_parser, chosen_command, main
+
+
+def cached(argv: list[str]) -> str | None:
+    """A subcommand's --help from help.json (vaelab/cli/cached_help.py), or None. Imported when
+    called, so `python -m vaelab.cli.cached_help` runs that module once, as __main__."""
+    from vaelab.cli.cached_help import cached as kept
+
+    return kept(argv)
+
 
 __all__ = ["build_parser", "cached", "chosen_command", "main"]

@@ -110,10 +110,21 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def import_pooch():
+    """pooch, imported without the TqdmWarning that its import of tqdm.auto raises in a notebook
+    without ipywidgets (vaelab shows no widget bar there: one line per epoch, vaelab/progress.py)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import pooch
+    return pooch
+
+
 def cache_dir(name: str) -> Path:
     """Where downloads of data set `name` go (read at call time, so XDG_CACHE_HOME applies)."""
     try:
-        import pooch  # needed only to download: a machine without it still reads local copies
+        pooch = import_pooch()  # needed only to download: a machine without it still reads local copies
     except ImportError:
         return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaelab" / name
     return Path(pooch.os_cache("vaelab")) / name
@@ -199,20 +210,39 @@ def why_failed(error: Exception) -> str:
     return str(error)
 
 
+REACH_TIMEOUT = 5  # seconds to wait for a mirror's answer before calling it unreachable
+
+
+def reachable(url: str) -> str | None:
+    """Why `url` cannot be downloaded now, or None: a quiet HEAD request, so that an offline machine
+    hears that the data is unavailable, not that a download has started."""
+    import requests
+
+    try:
+        requests.head(url, timeout=REACH_TIMEOUT, allow_redirects=True).raise_for_status()
+    except requests.RequestException as e:
+        return why_failed(e)
+    return None
+
+
 def fetch(name: str, sha256: str, dest: Path, mirrors, progress: bool) -> list[str]:
     """Download one file into dest from the first mirror that serves it with the right SHA-256.
 
     Returns why each mirror failed; empty on success. pooch downloads to a temporary file and
     moves it into place only when the hash matches, so a bad download leaves nothing behind.
+    A mirror that does not answer a HEAD request is skipped before pooch announces a download.
     """
     if not mirrors:
         return [f"{name}: no mirror to download it from"]
-    import pooch
     import requests
 
+    pooch = import_pooch()
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
+        if problem := reachable(url):
+            failures.append(f"{url}: {problem}")
+            continue
         try:
             pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=name, path=dest, progressbar=progress)
             return []

@@ -59,9 +59,9 @@ def can_judge(data) -> bool:
 
 def classifier_path(data) -> Path:
     """The cached classifier of `data` (a vaelab.data.ImageData), named by its content."""
-    import pooch
+    from vaelab.data import cache_dir  # pooch's cache folder, imported without tqdm's notebook warning
 
-    folder = Path(pooch.os_cache("vaelab")) / "classifiers"
+    folder = cache_dir("classifiers")
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", data.name)[-40:].strip("_") or "data"
     path = folder / f"{name}-{fingerprint(data)}.safetensors"
     assert path.parent == folder  # only letters, digits, - and _ above: no way out of the folder

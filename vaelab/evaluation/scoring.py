@@ -123,6 +123,7 @@ def iw_section(scoring: Scoring, progress: bool = False) -> dict:
         run.model, scoring.test_x[pick], run.data.test_y[pick], scoring.cfg, scoring.lik, scoring.generator, progress
     )
     bound, elbo = losses.summarize(s["bound"], s["variance"]), losses.summarize(s["elbo"])
+    gap = losses.summarize(s["bound"] - s["elbo"])  # paired, image by image: >= 0 on every image (Jensen)
     return {
         "samples": scoring.cfg.iw_samples,
         "images": len(pick),
@@ -132,14 +133,17 @@ def iw_section(scoring: Scoring, progress: bool = False) -> dict:
         "elbo": elbo["mean"],
         "elbo_se_images": elbo["se_images"],
         "recon": s["recon"].mean().item(),
-        "gap": bound["mean"] - elbo["mean"],
+        "gap": gap["mean"],
+        "gap_se_images": gap["se_images"],
         "ess_mean": s["ess"].mean().item(),
         "seconds": time.perf_counter() - started,
     }
 
 
 def classifier_section(scoring: Scoring) -> dict:
-    """k-NN and logistic regression on the encoder means, training split -> test split."""
+    """k-NN and logistic regression on the encoder means, training split -> test split. A CVAE's
+    images are encoded with their own labels, as it was trained: its z then needs to hold only what
+    the label does not (the style), and the classifiers say how much of the class is left in it."""
     run = scoring.run
     from vaelab.report import charts
 
@@ -153,11 +157,12 @@ def classifier_section(scoring: Scoring) -> dict:
         f"{scoring.cfg.knn}-NN: {out['knn']['accuracy']:.1%}": out["knn"]["confusion"],
         f"logistic regression: {out['logistic']['accuracy']:.1%}": out["logistic"]["confusion"],
     }
+    encoded = " (each encoded with its own label)" if run.conditional else ""
     scoring.save_figure(
         "eval_confusion",
         charts.confusion_figure(titles, run.data.classes),
         f"Test confusion matrices of classifiers fitted to the {len(train_z):,} training encoder "
-        f"means (latent size {train_z.shape[1]}); rows are the true classes, shading their share.",
+        f"means{encoded} (latent size {train_z.shape[1]}); rows are the true classes, shading their share.",
     )
     return {"features": "encoder means", "train_images": len(train_z), "chance": 1 / len(run.data.classes), **out}
 
@@ -215,12 +220,12 @@ def evaluate_run(
     result["elbo"], result["latent"] = elbo_section(scoring)
     result["iw"] = iw_section(scoring, progress)
     labelled = run.data.labelled and run.data.num_classes >= 2
-    if run.conditional:
-        result["cvae_classifier"] = cvae_section(scoring)
-    elif labelled:
+    if labelled:  # every model: a CVAE's z, fitted beside a VAE's, shows what its label took over
         result["latent_classifiers"] = classifier_section(scoring)
     else:
         result["note_classifiers"] = "the data have no labels (or one class): no classifier on z to fit"
+    if run.conditional:
+        result["cvae_classifier"] = cvae_section(scoring)
     if scoring.cfg.quality_samples and not can_judge(run.data):
         result["note_quality"] = "sample quality needs labelled images of at least 4 x 4 pixels: not measured"
     elif scoring.cfg.quality_samples:
@@ -246,6 +251,10 @@ def evaluate_run(
 # ---- the summary in words ---------------------------------------------------------------------------------
 
 
+def _se(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # one image has no spread
+
+
 def format_result(r: dict) -> str:
     """The terminal summary of eval.json."""
     e, iw, lat = r["elbo"], r["iw"], r["latent"]
@@ -253,9 +262,13 @@ def format_result(r: dict) -> str:
         f"{r['model']} on {r['dataset']} ({r['settings']['binarize']} binarisation), nats per image:",
         f"  ELBO, z = mean     {e['mean_z']['elbo']:9.2f}  (recon {e['mean_z']['recon']:.2f}, KL {e['kl']:.2f}; "
         f"{e['images']:,} images)",
-        f"  ELBO, z sampled    {e['sampled_z']['elbo']:9.2f}  (recon {e['sampled_z']['recon']:.2f})",
-        f"  L_{iw['samples']:<16}{iw['bound']:9.2f}  ± {iw['bound_se_mc']:.2f} (Monte Carlo), "
-        f"± {iw['bound_se_images']:.2f} (images); ELBO on the same samples {iw['elbo']:.2f}; {iw['images']:,} images",
+        f"  ELBO, z sampled    {e['sampled_z']['elbo']:9.2f}  ± {_se(e['sampled_z']['se_images'])} (images; recon "
+        f"{e['sampled_z']['recon']:.2f})",
+        f"  on {iw['images']:,} of them, the same images for both:",
+        f"    ELBO             {iw['elbo']:9.2f}  ± {_se(iw['elbo_se_images'])} (images; mean of {iw['samples']} "
+        "single-sample ELBOs)",
+        f"    L_{iw['samples']:<14}{iw['bound']:9.2f}  ± {iw['bound_se_mc']:.2f} (Monte Carlo), "
+        f"± {_se(iw['bound_se_images'])} (images); L_K - ELBO = {iw['gap']:.2f}",
         f"  active units       {lat['active_units']} of {lat['latent_dim']}",
     ]
     if "latent_classifiers" in r:

@@ -103,6 +103,7 @@ class ConvEncoder(nn.Module):
         self.convs = nn.ModuleList(_conv(cin, cout) for cin, cout in zip(ins, c.channels[1:], strict=True))
         if c.num_classes:
             self.label = nn.Linear(c.num_classes, prod(self.first_shape))
+        self.flatten = nn.Flatten()  # a module, not h.flatten(1): the layer table and diagram show it
         self.dense = nn.Linear(prod(c.bottom_shape), c.dense_dim)
         self.mu = nn.Linear(c.dense_dim, c.latent_dim)
         self.logvar = nn.Linear(c.dense_dim, c.latent_dim)
@@ -127,7 +128,7 @@ class ConvEncoder(nn.Module):
             h = h + c if self.label_merge == "add" else torch.cat([h, c], dim=1)
         for conv in self.convs:
             h = torch.relu(conv(h))  # [B, 64, H/4, W/4]
-        h = torch.relu(self.dense(h.flatten(1)))  # [B, dense_dim]
+        h = torch.relu(self.dense(self.flatten(h)))  # [B, 64 * H/4 * W/4] -> [B, dense_dim]
         return self.mu(h), self.logvar(h)  # [B, latent] each
 
 
@@ -136,6 +137,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.num_classes, self.bottom_shape = c.num_classes, c.bottom_shape
         self.dense = nn.Linear(c.latent_dim + c.num_classes, prod(c.bottom_shape))
+        self.reshape = nn.Unflatten(1, c.bottom_shape)  # a module, so the first deconvolution's input shows
         outs = list(reversed(c.channels))  # 64, 32
         if c.last_stride == 1:  # 64 -> 64 -> 32, then the image at stride 1
             self.deconvs = nn.ModuleList(_deconv(cin, cout) for cin, cout in zip([outs[0], *outs], outs, strict=False))
@@ -147,7 +149,7 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes:
             z = torch.cat([z, one_hot(y, self.num_classes, "cvae")], dim=1)
-        h = torch.relu(self.dense(z)).view(-1, *self.bottom_shape)  # [B, 64, H/4, W/4]
+        h = self.reshape(torch.relu(self.dense(z)))  # [B, 64, H/4, W/4]
         for deconv in self.deconvs:
             h = torch.relu(deconv(h))  # [B, 64, H/2, W/2] then [B, 32, H, W] (last_stride 2: [B, 32, H/2, W/2])
         return self.out(h)  # [B, C, H, W] logits

@@ -51,6 +51,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, c: MLPConfig):
         super().__init__()
         self.num_classes = c.num_classes
+        self.flatten = nn.Flatten()  # a module, not x.flatten(1): the layer table and diagram show it
         self.hidden = _stack(prod(c.input_shape) + c.num_classes, c)
         self.mu = nn.Linear(c.hidden_dim, c.latent_dim)
         self.logvar = nn.Linear(c.hidden_dim, c.latent_dim)
@@ -59,7 +60,7 @@ class MLPEncoder(nn.Module):
         init_like_keras(self)  # Glorot, zero biases: the MLP needs nothing more (bench/README.md)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        h = _with_label(x.flatten(1), y, self.num_classes)  # [B, C*H*W (+ classes)]
+        h = _with_label(self.flatten(x), y, self.num_classes)  # [B, C*H*W (+ classes)]
         h = self.hidden(h)  # [B, hidden]
         return self.mu(h), self.logvar(h)  # [B, latent] each
 
@@ -70,7 +71,8 @@ class MLPDecoder(nn.Module):
         self.num_classes, self.output_shape = c.num_classes, c.input_shape
         self.hidden = _stack(c.latent_dim + c.num_classes, c)
         self.out = nn.Linear(c.hidden_dim, prod(c.input_shape))
+        self.reshape = nn.Unflatten(1, c.input_shape)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hidden(_with_label(z, y, self.num_classes))  # [B, hidden]
-        return self.out(h).view(-1, *self.output_shape)  # [B, C, H, W] logits
+        return self.reshape(self.out(h))  # [B, C, H, W] logits

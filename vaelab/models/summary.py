@@ -5,9 +5,17 @@ from torch import nn
 
 from vaelab.models import count_params
 
+SAMPLING = "sample μ+σ·ε"  # the reparameterisation between the two parts (Kingma & Welling 2014, eq. 10)
+
 
 def layer_rows(model: nn.Module) -> list[dict]:
-    """One row per layer with parameters, in call order: part, layer, kind, output shape, params."""
+    """One row per layer, in call order: part, layer, kind, output shape, params; reshapes (Flatten,
+    Unflatten) included, and between encoder and decoder the sampling of z = mu + sigma * eps.
+
+    >>> from vaelab.models import build_model, make_config
+    >>> [r["kind"] for r in layer_rows(build_model("mlp", make_config("mlp", (1, 28, 28), 10)))][:2]
+    ['Flatten', 'Linear']
+    """
     rows: list[dict] = []
     c = model.config
     x = torch.zeros(1, *c.input_shape)
@@ -25,6 +33,10 @@ def layer_rows(model: nn.Module) -> list[dict]:
             module(*inputs)
         for hook in hooks:
             hook.remove()
+        if part == "encoder":
+            rows.append(
+                {"part": "sample", "layer": "z", "kind": SAMPLING, "output_shape": (c.latent_dim,), "params": 0}
+            )
     return rows
 
 

@@ -108,22 +108,32 @@ def _not_evaluated(run) -> tuple:
 
 def classification_section(run, evaluation):
     shown = (evaluation or {}).get("figures", {})
-    if evaluation and "latent_classifiers" in evaluation:
+    if not evaluation or not ({"latent_classifiers", "cvae_classifier"} & set(evaluation)):
+        yield _not_evaluated(run)
+        return
+    if "latent_classifiers" in evaluation:
         c = evaluation["latent_classifiers"]
+        encoded = " (each image encoded with its own label, as the CVAE was trained)" if run.conditional else ""
         yield _html(
             f"<p>Can the classes be told apart from z alone? Classifiers fitted to the "
-            f"{c['train_images']:,} training encoder means and scored on the test means:</p>"
+            f"{c['train_images']:,} training encoder means{encoded} and scored on the test means:</p>"
         )
         yield _html(
             table(
-                ("classifier", "test accuracy", "chance"),
+                ("classifier on z", "test accuracy", "chance"),
                 [
                     (f"{c['knn']['k']}-nearest neighbours", f"{c['knn']['accuracy']:.1%}", f"{c['chance']:.0%}"),
                     ("logistic regression", f"{c['logistic']['accuracy']:.1%}", f"{c['chance']:.0%}"),
                 ],
             )
         )
-    elif evaluation and "cvae_classifier" in evaluation:
+        if run.conditional:
+            yield _html(
+                "<p>The CVAE is given the label, so its code need not hold the class: the closer these are to "
+                "chance, the more of the class the label carries and the more z holds only the style. "
+                "<code>vaelab compare</code> with a VAE of the same data sets the two side by side.</p>"
+            )
+    if "cvae_classifier" in evaluation:
         c = evaluation["cvae_classifier"]
         yield _html(
             f"<p>The CVAE as a classifier (Bayes rule): the label whose bound on log p(x|c) is highest, "
@@ -138,9 +148,6 @@ def classification_section(run, evaluation):
                 ],
             )
         )
-    else:
-        yield _not_evaluated(run)
-        return
     for name in ("eval_confusion", "eval_cvae_confusion"):
         if name in shown:
             yield ("figure", name, None, shown[name])
@@ -154,31 +161,60 @@ def quality_section(run, evaluation):
         yield _not_evaluated(run)
         return
     e, iw, lat = evaluation["elbo"], evaluation["iw"], evaluation["latent"]
+    every, some = f"all {e['images']:,} test images", f"{iw['images']:,} test images"
+    if iw["images"] < e["images"]:
+        some += f" (a seeded random subset of the {e['images']:,})"
     rows = [
-        ("test ELBO, z = encoder mean", f"{e['mean_z']['elbo']:.2f}", f"{e['images']:,} images"),
-        ("test ELBO, z sampled", f"{e['sampled_z']['elbo']:.2f}", f"± {e['sampled_z']['se_images']:.2f} over images"),
+        ("test ELBO, z = encoder mean (a plug-in value, not a bound)", f"{e['mean_z']['elbo']:.2f}", every, ""),
         (
-            f"importance-weighted bound L_{iw['samples']} (Burda et al. 2015)",
-            f"{iw['bound']:.2f}",
-            f"± {iw['bound_se_mc']:.2f} Monte Carlo, ± {iw['bound_se_images']:.2f} over {iw['images']:,} images",
+            "test ELBO, z sampled once per image",
+            f"{e['sampled_z']['elbo']:.2f}",
+            every,
+            f"± {_se(e['sampled_z']['se_images'])} over images",
         ),
-        ("active units (Cov of the mean > 0.01)", f"{lat['active_units']} of {lat['latent_dim']}", ""),
+        (
+            f"ELBO, mean of {iw['samples']} single-sample ELBOs per image",
+            f"{iw['elbo']:.2f}",
+            some,
+            f"± {_se(iw['elbo_se_images'])} over images",
+        ),
+        (
+            f"importance-weighted bound L_{iw['samples']} (Burda et al. 2015), same images and samples",
+            f"{iw['bound']:.2f}",
+            some,
+            f"± {iw['bound_se_mc']:.2f} Monte Carlo, ± {_se(iw['bound_se_images'])} over images",
+        ),
+        (
+            f"L_{iw['samples']} − ELBO on those images (never below 0)",
+            f"{iw['gap']:.2f}",
+            some,
+            f"± {_se(iw.get('gap_se_images'))} over images",
+        ),
+        ("active units (Cov of the mean > 0.01)", f"{lat['active_units']} of {lat['latent_dim']}", every, ""),
     ]
     if "sample_quality" in evaluation:
         q = evaluation["sample_quality"]
+        generated = f"{q['samples']:,} generated images" if "samples" in q else "generated images"
         rows += [
             (
                 "sample Fréchet distance (classifier features)",
                 f"{q['frechet_distance']:.2f}",
+                generated,
                 f"training images vs test: {q['frechet_train_vs_test']:.2f}",
             ),
             (
                 "sample confidence / class balance",
                 f"{q['mean_confidence']:.1%} / {q['balance']:.3f}",
+                generated,
                 f"classifier test accuracy {q['classifier']['test_accuracy']:.1%}",
             ),
         ]
-    yield _html(table(("measure", "value", "uncertainty, or what to compare with"), rows))
+    yield _html(
+        "<p>Nats per image. Compare bounds only on the same images: L_K is never below the ELBO of "
+        "the same images and samples; a test ELBO over all the images beside L_K over a subset may "
+        "sit on either side of it.</p>"
+    )
+    yield _html(table(("measure", "value", "images", "uncertainty, or what to compare with"), rows))
     if "note" in evaluation:
         yield _html(f"<p>{html.escape(evaluation['note'])}.</p>")
 
@@ -204,6 +240,10 @@ def render_page(run, parts, evaluation) -> str:
             body.append(rest[0] if kind == "html" else figure(f"figures/{rest[0]}.png", rest[2], rest[0]))
         body.append("</section>")
     return page(f"vaelab report: {run.dir.name}", "\n".join(body))
+
+
+def _se(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # one image has no spread
 
 
 def _setting(value) -> str:

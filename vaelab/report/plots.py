@@ -272,8 +272,10 @@ def _diagram_rows(rows: list[dict], input_shape, latent_dim: int, num_classes: i
     previous = None
     for r in rows:
         text = f"{r['layer']}: {r['kind']}\n{_shape(r['output_shape'])} · {r['params']:,} params"
-        boxes = parts[r["part"]]
-        if r["layer"] == "logvar" and boxes[-1][0].startswith("mu:"):
+        boxes = parts["encoder" if r["part"] == "sample" else r["part"]]  # z is sampled from the encoder's output
+        if r["part"] == "sample":
+            boxes.append([f"z = μ + σ·ε, ε ~ N(0, I): sampled\n{_shape(r['output_shape'])} → the decoder's input"])
+        elif r["layer"] == "logvar" and boxes[-1][0].startswith("mu:"):
             boxes[-1].append(text)  # the two heads read the same input: one row
         elif r["layer"] == "label" and r["part"] == "encoder" and previous is not None:
             boxes[-1].append(

@@ -7,8 +7,6 @@ from vaelab.config import TrainConfig
 from vaelab.losses import Objective
 from vaelab.options import CALLER, as_given
 
-COLLAPSED_KL = 0.05  # nats per image: below this the code tells the decoder next to nothing
-
 
 def divergence_advice(cfg: TrainConfig, run_dir: Path, saved_at: str | None) -> str:
     """What to do after a non-finite loss: the settings that make the loss large, then a lower
@@ -54,9 +52,19 @@ def first_step_advice() -> str:
 
 
 def collapse_notice(row: dict, cfg: TrainConfig, run_dir: Path) -> str | None:
-    """What to do when training ends with the posterior collapsed (test KL near 0)."""
-    if not Objective.from_settings(cfg).minimises_kl or row["test_kl"] >= COLLAPSED_KL:
+    """What to do when training ends with the posterior collapsed: z says next to nothing about the
+    image (vaelab.losses.Objective.collapse), whatever the objective."""
+    objective = Objective.from_settings(cfg)
+    sign = objective.collapse(row["test_kl"], row.get("test_mmd"))
+    if sign is None:
         return None
+    what = (
+        f"note: {sign}: the posterior has collapsed, so z carries almost nothing about the image and every "
+        f"sample looks alike."
+    )
+    if fix := objective.collapse_fix():
+        setting, value, advice = fix
+        return f"{what} {advice.format(as_given(setting, value))}"
     more = (
         f"vaelab train --resume {run_dir} --epochs {cfg.epochs + 10}"
         if CALLER.get() == "cli"
@@ -66,8 +74,7 @@ def collapse_notice(row: dict, cfg: TrainConfig, run_dir: Path) -> str | None:
     other_seed = "another --seed" if CALLER.get() == "cli" else "another seed="
     fresh += [f"{as_given('beta', 1.0)} (now {cfg.beta:g})" if cfg.beta > 1 else other_seed]
     return (
-        f"note: the test KL is {row['test_kl']:.3f} nats: the posterior has collapsed, so z carries almost "
-        f"nothing about the image and every sample looks alike. With the conv models this happens when the "
-        f"encoder's small ReLU layer dies in the first steps. It can recover with more epochs ({more}); "
-        f"a fresh run with {', '.join(fresh[:2])} or {fresh[2]} usually avoids it."
+        f"{what} With the conv models this happens when the encoder's small ReLU layer dies in the first steps. "
+        f"It can recover with more epochs ({more}); a fresh run with {', '.join(fresh[:2])} or {fresh[2]} "
+        f"usually avoids it."
     )

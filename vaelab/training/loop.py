@@ -91,7 +91,7 @@ def evaluate(model, x_uint8, y, cfg: TrainConfig, ranks: Ranks = Ranks()) -> dic
         logits, mu, logvar, z = model(x, y[batch], eps[batch])
         recon, kl = objective.elbo_terms(logits, x, mu, logvar, z)  # whatever the objective
         sums += torch.stack([recon * len(x), kl * len(x), recon.new_tensor(len(x))])
-        codes.append(z)
+        codes.append(objective.codes(mu, z))
     model.train()
     recon_sum, kl_sum, count = sum_all(sums, ranks).tolist()
     recon, kl = recon_sum / count, kl_sum / count
