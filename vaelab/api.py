@@ -263,7 +263,7 @@ def export(run, format: str = "onnx", part: str = "both", trust_code: bool = Fal
     Examples:
         >>> paths = vaelab.export(run, "onnx")  # RUN/export/decoder.onnx, encoder.onnx
     """
-    from vaelab.export import export_run
+    from vaelab.exports import export_run
 
     return export_run(run.dir if isinstance(run, Run) else run, format, part, trust_code=trust_code)
 

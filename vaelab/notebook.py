@@ -168,8 +168,8 @@ class Run(runs.Run):
         return type(self).open(folder, model=model, data=self.given_data)
 
     def export(self, format: str = "onnx", part: str = "both") -> list:
-        """The decoder and/or encoder as ONNX or TorchScript files in RUN/export/ (vaelab/export.py)."""
-        from vaelab.export import export_run
+        """The decoder and/or encoder as ONNX or TorchScript files in RUN/export/ (vaelab/exports.py)."""
+        from vaelab.exports import export_run
 
         return export_run(self.dir, format, part)
 

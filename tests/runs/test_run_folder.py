@@ -25,7 +25,7 @@ from vaelab import cli, runs
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.evaluation import evaluate_run
-from vaelab.export import export_run
+from vaelab.exports import export_run
 from vaelab.report import make_report
 from vaelab.runs import RunInUse, RunLock, journal
 from vaelab.training import TensorBoard, resume, train

@@ -161,7 +161,7 @@ def cmd_evaluate(args) -> None:
 
 
 def add_export_parser(sub) -> None:
-    from vaelab.export import FORMATS, PARTS
+    from vaelab.exports import FORMATS, PARTS
 
     p = sub.add_parser("export", help=HELP["export"])
     p.add_argument("run", help="run folder")
@@ -178,7 +178,7 @@ def add_export_parser(sub) -> None:
 
 
 def cmd_export(args) -> None:
-    from vaelab.export import export_run
+    from vaelab.exports import export_run
 
     for path in export_run(args.run, args.format, args.part, args.out, trust_code=args.trust_code):
         print(f"wrote {path}")
