@@ -5,7 +5,7 @@ Every row times real calls: `train_batched` for the batch (seeds 0..N-1, each wr
 folder) and `train` for each lone run, epochs and evaluation included. The contenders alternate
 within each repeat, so a change in the machine's load falls on all of them.
 
-    python bench/sweep.py [--dataset mnist-sample] [--images 1024] [--models mlp,conv]
+    python bench/sweep.py [--dataset mnist-sample] [--images 1024] [--test-images 1000] [--models mlp,conv]
                           [--batches 32,128] [--runs 1,2,4,8,16] [--epochs 1] [--repeats 1]
                           [--sequential-up-to 4] [--device auto] [--threads 0]
 
@@ -32,15 +32,15 @@ from vaelab.device import describe_device, resolve_device
 from vaelab.training import train, train_batched
 
 
-def subset(data: ImageData, images: int) -> ImageData:
-    """The first `images` training images (all when 0) and at most 1,000 test images."""
-    n = images or len(data.train_x)
+def subset(data: ImageData, images: int, test_images: int) -> ImageData:
+    """The first `images` training images and `test_images` test images (all when 0)."""
+    n, m = images or len(data.train_x), test_images or len(data.test_x)
     return ImageData(
         data.name,
         data.train_x[:n],
         data.train_y[:n],
-        data.test_x[:1000],
-        data.test_y[:1000],
+        data.test_x[:m],
+        data.test_y[:m],
         data.classes,
         data.source,
     )
@@ -56,13 +56,16 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # run folders in memory: a shared disk's fsync is noise
+
+
 def alone(cfg: TrainConfig, data: ImageData, seed: int) -> float:
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as out:
         return timed(lambda: train(replace(cfg, seed=seed), out=out, overwrite=True, progress=False, data=data))
 
 
 def batched(cfg: TrainConfig, data: ImageData, n: int) -> float:
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as out:
         cfgs = [replace(cfg, seed=s) for s in range(n)]
         outs = [f"{out}/seed-{s}" for s in range(n)]
         return timed(lambda: train_batched(cfgs, [{}] * n, outs, progress=False, data=data))
@@ -72,6 +75,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist-sample")
     p.add_argument("--images", type=int, default=1024, help="training images per epoch (0: all)")
+    p.add_argument("--test-images", type=int, default=1000, help="test images scored each epoch (0: all)")
     p.add_argument("--models", default="mlp,conv")
     p.add_argument("--batches", default="32,128")
     p.add_argument("--runs", default="1,2,4,8,16")
@@ -85,7 +89,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    data = subset(load_dataset(args.dataset), args.images)
+    data = subset(load_dataset(args.dataset), args.images, args.test_images)
     print(f"device: {describe_device(device)}; python {platform.python_version()}, torch {torch.__version__}")
     print(f"data: {args.dataset}, {len(data.train_x)} training images, {len(data.test_x)} test images")
     print(f"{args.epochs} epoch(s) per run, seeds 0..N-1, {args.repeats} repeat(s); load {os.getloadavg()}")

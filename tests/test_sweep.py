@@ -175,8 +175,12 @@ def test_batched_on_refuses_a_run_that_cannot_share_a_batch(tmp_path):
         sweep(cfg, {}, "seed", (0, 1), tmp_path / "fp16", batched="on")
 
 
-def test_auto_trains_one_after_another_on_a_cpu(tmp_path):
+def test_auto_trains_one_after_another_on_a_cpu_and_a_seed_sweep_gives_a_band(tmp_path):
     """On a CPU a batched step was measured no faster (bench/README.md): auto leaves batching to a GPU."""
-    result = sweep_cli("--seed", "0,1", "--out", tmp_path / "seeds")
+    result = sweep_cli("--seed", "0,1", "--device", "cpu", "--out", tmp_path / "seeds")
     assert result.returncode == 0, result.stderr
-    assert "seed-0: trained alone (--batched auto batches on a CUDA GPU only, not on cpu)" in result.stdout
+    assert "seed-0: trained alone (--batched auto batches on a " in result.stdout and "not on cpu)" in result.stdout
+    rows, band = (json.loads((tmp_path / "seeds" / "sweep.json").read_text())[k] for k in ("rows", "band"))
+    elbos = [r["test_elbo"] for r in rows]
+    assert band["test_elbo"]["mean"] == pytest.approx(sum(elbos) / 2) and band["test_elbo"]["sd"] > 0
+    assert "Over 2 seeds (mean ± sd): test ELBO" in (tmp_path / "seeds" / "sweep.md").read_text()

@@ -320,6 +320,23 @@ def markdown(name: str, rows: list[dict]) -> str:
     )
 
 
+def band(rows: list[dict]) -> dict:
+    """Mean and standard deviation over the runs of each score: a seed sweep's reference band."""
+    import statistics
+
+    scores = ("test_recon", "test_kl", "test_elbo", "active_units")
+    return {
+        k: {"mean": statistics.fmean(r[k] for r in rows), "sd": statistics.stdev(r[k] for r in rows)} for k in scores
+    }
+
+
+def band_line(rows: list[dict]) -> str:
+    b = band(rows)
+    titles = {"test_elbo": "test ELBO", "test_recon": "recon", "test_kl": "KL", "active_units": "active units"}
+    parts = [f"{title} {b[k]['mean']:,.2f} ± {b[k]['sd']:,.2f}" for k, title in titles.items()]
+    return f"\nOver {len(rows)} seeds (mean ± sd): " + ", ".join(parts) + "\n"
+
+
 def _cell(v) -> str:
     return f"{v:,.2f}" if isinstance(v, float) else "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
 
@@ -330,10 +347,17 @@ def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "sweep.csv", buffer.getvalue().encode())
-    atomic_write(out / "sweep.md", markdown(name, rows).encode())
+    seeds = name == "seed" and len(rows) > 1  # a band: how far runs that differ only by chance fall apart
+    atomic_write(out / "sweep.md", (markdown(name, rows) + (band_line(rows) if seeds else "")).encode())
     write_json(
         out / "sweep.json",
-        {"setting": name, "rows": rows, **about, "created": datetime.now().isoformat(timespec="seconds")},
+        {
+            "setting": name,
+            "rows": rows,
+            **({"band": band(rows)} if seeds else {}),
+            **about,
+            "created": datetime.now().isoformat(timespec="seconds"),
+        },
     )
 
 
