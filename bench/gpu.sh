@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Everything vaelab checks on a GPU, in one command that fits in 10 minutes on one H100:
-#   1. the tests that exercise CUDA (every tests/ file that mentions it; tests/training/test_speed.py today),
-#      failing if any of them is skipped for want of a GPU;
+#   1. the tests that exercise CUDA (every tests/ file that mentions it: tests/training/test_speed.py and
+#      tests/training/test_batched.py's CUDA-graph equality of batched and lone runs today), failing if any
+#      of them is skipped for want of a GPU;
 #   2. bench/quality.py's short form on the GPU (mlp and conv, seed 0, 2 and 10 epochs);
-#   3. bench/speed.py: plain, eager, graph, compile, graph:bf16 and eager:fp16 (the T4's mode)
+#   3. bench/sweep.py's short form: 1, 2, 4, 8 and 16 runs batched against one alone and one after
+#      another, mlp and conv at batch 128, 1 epoch (the GPU goals: 16 mlp runs in <= 2x one run's
+#      wall time, 16 conv runs in <= 3x; read the "batched / alone" column);
+#   4. bench/speed.py: plain, eager, graph, compile, graph:bf16 and eager:fp16 (the T4's mode)
 #      at batch 128 and 1024 for mlp and conv,
 #      given the time that is left (its rows are written as they finish).
 # Needs only PyTorch (with CUDA), NumPy, matplotlib, scikit-learn, safetensors, tqdm and pytest;
@@ -64,8 +68,11 @@ if grep -q "SKIPPED.*CUDA" "$out/cuda-tests.txt"; then
     failed=1
 fi
 
-step quality 200 python3 bench/quality.py --models mlp,conv --datasets "$data" --epochs 2,10 --seeds 0 \
+step quality 160 python3 bench/quality.py --models mlp,conv --datasets "$data" --epochs 2,10 --seeds 0 \
     --device cuda --threads 0
+
+step sweep 120 python3 bench/sweep.py --dataset "$data" --images 0 --test-images 0 --models mlp,conv \
+    --batches 128 --runs 1,2,4,8,16 --epochs 1 --sequential-up-to 2 --device cuda
 
 left=$((budget - SECONDS))
 if [ "$left" -gt 30 ]; then

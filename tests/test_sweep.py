@@ -144,7 +144,7 @@ def sweep_cli(*argv):
 
 @pytest.mark.slow
 def test_a_beta_sweep_trains_as_one_model_and_each_run_is_the_run_trained_alone(tmp_path):
-    batched = sweep_cli("--beta", "1,4", "--out", tmp_path / "batched")
+    batched = sweep_cli("--beta", "1,4", "--batched", "on", "--out", tmp_path / "batched")
     assert batched.returncode == 0, batched.stderr
     assert "beta-1, beta-4: 2 runs trained as one batched model" in batched.stdout
     alone = sweep_cli("--beta", "1,4", "--batched", "off", "--out", tmp_path / "alone")
@@ -160,8 +160,9 @@ def test_a_beta_sweep_trains_as_one_model_and_each_run_is_the_run_trained_alone(
     assert more.returncode == 0 and len(read_metrics(tmp_path / "batched" / "beta-4")) == 2, more.stderr
 
 
-def test_a_run_that_diverges_stops_alone_and_the_sweep_says_so(tmp_path):
-    result = sweep_cli("--lr", "0.001,1000000", "--out", tmp_path / "lr")
+@pytest.mark.parametrize("batched", ["on", "off"])
+def test_a_run_that_diverges_stops_alone_and_the_sweep_says_so(batched, tmp_path):
+    result = sweep_cli("--lr", "0.001,1000000", "--batched", batched, "--out", tmp_path / "lr")
     assert result.returncode == 2 and "1 of 2 runs stopped" in result.stderr, result.stderr
     assert "lr-1e+06: the loss became non-finite in epoch 1" in result.stderr
     rows = json.loads((tmp_path / "lr" / "sweep.json").read_text())["rows"]
@@ -172,3 +173,14 @@ def test_batched_on_refuses_a_run_that_cannot_share_a_batch(tmp_path):
     cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1, precision="fp16", device="cpu")
     with pytest.raises(VaelabError, match="cannot train in a batch.*--batched auto"):
         sweep(cfg, {}, "seed", (0, 1), tmp_path / "fp16", batched="on")
+
+
+def test_auto_trains_one_after_another_on_a_cpu_and_a_seed_sweep_gives_a_band(tmp_path):
+    """On a CPU a batched step was measured no faster (bench/README.md): auto leaves batching to a GPU."""
+    result = sweep_cli("--seed", "0,1", "--device", "cpu", "--out", tmp_path / "seeds")
+    assert result.returncode == 0, result.stderr
+    assert "seed-0: trained alone (--batched auto batches on a " in result.stdout and "not on cpu)" in result.stdout
+    rows, band = (json.loads((tmp_path / "seeds" / "sweep.json").read_text())[k] for k in ("rows", "band"))
+    elbos = [r["test_elbo"] for r in rows]
+    assert band["test_elbo"]["mean"] == pytest.approx(sum(elbos) / 2) and band["test_elbo"]["sd"] > 0
+    assert "Over 2 seeds (mean ± sd): test ELBO" in (tmp_path / "seeds" / "sweep.md").read_text()

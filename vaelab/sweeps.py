@@ -55,8 +55,8 @@ class SweepSettings:
     iw_images: int | None = opt(None, "test images for L_K, a seeded random subset (None: all)", min=1)
     batched: str = opt(
         "auto",
-        "train runs of one model shape as one batched model: auto (where two or more share a shape), "
-        "on (every run that can, and refuse those that cannot), off (one after another)",
+        "train runs of one model shape as one batched model: auto (on a CUDA GPU, where two or more share a "
+        "shape; on a CPU it does not pay), on (every run that can, refusing those that cannot), off (one by one)",
         choices=BATCHED,
     )
 
@@ -121,11 +121,19 @@ def train_or_reuse(cfg: TrainConfig, options: dict, run_dir: Path, overwrite: bo
     return resume(run_dir, progress=False)
 
 
-def groups(planned: list[Planned], batched: str) -> list[tuple[list[Planned], str]]:
+def groups(planned: list[Planned], batched: str, device_type: str = "cuda") -> list[tuple[list[Planned], str]]:
     """The runs left to train as (runs trained together, how): "batched", or why a run trains alone.
-    Runs that may share a batch (equal batch_key; resumed ones standing at one position) form a group."""
+    Runs that may share a batch (equal batch_key; resumed ones standing at one position) form a group.
+    `auto` batches on a CUDA GPU only: on a CPU a batched step was measured no faster than the runs'
+    steps one after another (bench/README.md, bench/sweep.py), and on Apple's GPU it is unmeasured."""
     from vaelab.training import batch_key, saved_position
 
+    if batched == "auto" and device_type != "cuda":
+        return [
+            ([p], f"--batched auto batches on a CUDA GPU only, not on {device_type}")
+            for p in planned
+            if p.state != "finished"
+        ]
     keyed = {}
     for p in (p for p in planned if p.state != "finished"):
         key = None if batched == "off" else batch_key(p.cfg, p.model_config)
@@ -242,12 +250,12 @@ def sweep(
         write_tables(out, name, rows, {**about, "seconds": time.perf_counter() - started})
         return rows
 
-    ranks = join(resolve_device(cfg.device), SWEEP_TIMEOUT)[0]  # under torchrun: each rank trains its share
+    ranks, device = join(resolve_device(cfg.device), SWEEP_TIMEOUT)  # under torchrun: each rank trains its share
     mine = [p for p in planned if p.state != "finished"][ranks.rank :: ranks.world]
     if ranks.world > 1:
         log.info(f"process {ranks.rank} of {ranks.world}: {', '.join(p.run_dir.name for p in mine) or 'no run'}")
     with each_rank_alone():
-        for members, how in groups(mine, batched):
+        for members, how in groups(mine, batched, device.type):
             for run_dir, problem in train_group(members, how, overwrite, data).items():
                 if problem:
                     problems[str(run_dir)] = problem
@@ -312,6 +320,23 @@ def markdown(name: str, rows: list[dict]) -> str:
     )
 
 
+def band(rows: list[dict]) -> dict:
+    """Mean and standard deviation over the runs of each score: a seed sweep's reference band."""
+    import statistics
+
+    scores = ("test_recon", "test_kl", "test_elbo", "active_units")
+    return {
+        k: {"mean": statistics.fmean(r[k] for r in rows), "sd": statistics.stdev(r[k] for r in rows)} for k in scores
+    }
+
+
+def band_line(rows: list[dict]) -> str:
+    b = band(rows)
+    titles = {"test_elbo": "test ELBO", "test_recon": "recon", "test_kl": "KL", "active_units": "active units"}
+    parts = [f"{title} {b[k]['mean']:,.2f} ± {b[k]['sd']:,.2f}" for k, title in titles.items()]
+    return f"\nOver {len(rows)} seeds (mean ± sd): " + ", ".join(parts) + "\n"
+
+
 def _cell(v) -> str:
     return f"{v:,.2f}" if isinstance(v, float) else "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
 
@@ -322,10 +347,17 @@ def write_tables(out: Path, name: str, rows: list[dict], about: dict) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "sweep.csv", buffer.getvalue().encode())
-    atomic_write(out / "sweep.md", markdown(name, rows).encode())
+    seeds = name == "seed" and len(rows) > 1  # a band: how far runs that differ only by chance fall apart
+    atomic_write(out / "sweep.md", (markdown(name, rows) + (band_line(rows) if seeds else "")).encode())
     write_json(
         out / "sweep.json",
-        {"setting": name, "rows": rows, **about, "created": datetime.now().isoformat(timespec="seconds")},
+        {
+            "setting": name,
+            "rows": rows,
+            **({"band": band(rows)} if seeds else {}),
+            **about,
+            "created": datetime.now().isoformat(timespec="seconds"),
+        },
     )
 
 

@@ -90,3 +90,17 @@ def test_a_run_in_a_batch_is_the_run_alone_in_cuda_graph_mode(model, small, tmp_
     for i, cfg in enumerate(cfgs):
         train(cfg, {}, out=str(tmp_path / f"a{i}"), progress=False, data=small)
         assert_same_run(tmp_path / f"b{i}", tmp_path / f"a{i}")
+
+
+@pytest.mark.slow
+def test_a_collapse_is_named_for_its_own_run_only(sample, tmp_path, capsys):
+    """beta 300 drives the KL to 0 in one epoch on the sample (tests/training/test_train.py); its
+    neighbour in the batch, beta 1, keeps its code, and only the collapsed run is named."""
+    base = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1)
+    runs = [tmp_path / "beta-1", tmp_path / "beta-300"]
+    train_batched([base, replace(base, beta=300.0)], [{}, {}], runs, progress=False, data=sample)
+    printed = capsys.readouterr().out
+    healthy, collapsed = (read_metrics(run)[-1]["test_kl"] for run in runs)
+    assert collapsed < 0.05 < 1 < healthy
+    (notice,) = [line for line in printed.splitlines() if "the posterior has collapsed" in line]
+    assert repr(str(runs[1])) in notice and repr(str(runs[0])) not in notice

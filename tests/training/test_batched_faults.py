@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from vaelab.runs import read_metrics
 from vaelab.training import saved_position
 
-SWEEP = ["sweep", "--seed", "3,4", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "2"]
+SWEEP = ["sweep", "--seed", "3,4", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "2", "--batched", "on"]
 RUNS = ("seed-3", "seed-4")
 
 

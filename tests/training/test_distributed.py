@@ -135,6 +135,7 @@ def test_killing_one_rank_ends_the_job_with_an_error(tmp_path):
 def test_a_sweep_spreads_its_runs_over_two_processes_each_training_its_share_batched(tmp_path):
     out = tmp_path / "seeds"
     sweep = ["sweep", "--seed", "0,1,2,3", "--model", "mlp", "--dataset", "mnist-sample", "--epochs", "1"]
+    sweep += ["--batched", "on"]
     result = vaelab(*sweep, "--nproc", "2", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "process 0 of 2: seed-0, seed-2" in result.stdout and "process 1 of 2: seed-1, seed-3" in result.stdout

@@ -183,7 +183,10 @@ class Stepper:
         for buffer, t in zip(s["inputs"], inputs, strict=True):
             if buffer is not None:
                 buffer.copy_(t)
-        s["beta"].fill_(beta)
+        if isinstance(beta, list):  # one per run of a batch (vaelab/training/batched.py)
+            s["beta"].copy_(torch.tensor(beta))
+        else:
+            s["beta"].fill_(beta)
         self.graph.replay()
         return s["loss"].clone()  # the next replay overwrites the buffer
 
