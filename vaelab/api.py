@@ -274,8 +274,14 @@ def sweep(name: str, values, out, *, model: str = "mlp", dataset: str = "mnist-s
     Examples:
         >>> vaelab.sweep("latent_dim", (2, 8, 32), "runs/latent", model="mlp", epochs=5)
     """
+    import itertools
+
+    from vaelab.sweeps import MAX_RUNS
     from vaelab.sweeps import sweep as sweep_runs
 
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise VaelabError(f"vaelab.sweep takes the values as a list, such as (2, 8, 32), got {values!r}")
+    values = tuple(itertools.islice(values, MAX_RUNS + 1))  # a generator without end is not read to its end
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(model=model, dataset=dataset, **{k: v for k, v in settings.items() if k in names})
-    return sweep_runs(cfg, {k: v for k, v in settings.items() if k not in names}, name, tuple(values), out)
+    return sweep_runs(cfg, {k: v for k, v in settings.items() if k not in names}, name, values, out)
