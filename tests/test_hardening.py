@@ -6,6 +6,7 @@ Each is run here and must leave no traceback."""
 import gzip
 import io
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -593,6 +594,9 @@ def test_callbacks_are_checked_before_the_run_folder_is_made(tmp_path, callbacks
         (lambda run: run.manifold(label=3), "is not conditional; leave label out"),
         (lambda run: run.samples(seed=-1), "--seed must be from 0 to"),
         (lambda run: run.resume(epochs=2**40), "--epochs must be at most 100000"),
+        (lambda run: run.walks(pairs="1:7"), "--walk must be a list of pairs of whole numbers"),
+        (lambda run: run.walks(pairs=[(1,)]), "--walk must be a list of pairs of whole numbers"),
+        (lambda run: vaelab_load(run.dir, device="tpu"), "--device must be one of"),
     ],
 )
 def test_the_notebook_api_bounds_what_the_cli_bounds(untrained_run, call, message):
@@ -600,6 +604,29 @@ def test_the_notebook_api_bounds_what_the_cli_bounds(untrained_run, call, messag
 
     with pytest.raises(VaelabError, match=message):
         call(vaelab.load(untrained_run))
+
+
+def vaelab_load(*args, **kwargs):
+    import vaelab
+
+    return vaelab.load(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (range(10**6), "takes a list of 1 to 100 values (one run each), got more than 100"),
+        ("2,4", "takes the values as a list, such as (2, 8, 32), got '2,4'"),
+        ((), "takes a list of 1 to 100 values (one run each), got none"),
+        ((0.1, 0.10000000001), "gives seed-0.1 twice"),
+    ],
+)
+def test_a_sweep_of_too_many_or_repeated_values_is_refused_before_training(tmp_path, values, message):
+    import vaelab
+
+    with pytest.raises(VaelabError, match=re.escape(message)):
+        vaelab.sweep("seed", values, tmp_path / "sweep", epochs=1)
+    assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.parametrize("folder", [123, None, ""])

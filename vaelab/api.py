@@ -279,9 +279,15 @@ def sweep(
         >>> vaelab.sweep("latent_dim", (2, 8, 32), "runs/latent", model="mlp", epochs=5)
         >>> vaelab.sweep("seed", range(5), "runs/seeds", model="conv", epochs=5)  # one batched model
     """
+    import itertools
+
+    from vaelab.sweeps import MAX_RUNS
     from vaelab.sweeps import sweep as sweep_runs
 
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise VaelabError(f"vaelab.sweep takes the values as a list, such as (2, 8, 32), got {values!r}")
+    values = tuple(itertools.islice(values, MAX_RUNS + 1))  # a generator without end is not read to its end
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(model=model, dataset=dataset, **{k: v for k, v in settings.items() if k in names})
     options = {k: v for k, v in settings.items() if k not in names}
-    return sweep_runs(cfg, options, name, tuple(values), out, batched=batched)
+    return sweep_runs(cfg, options, name, values, out, batched=batched)

@@ -87,7 +87,8 @@ def problem(name: str, value, meta) -> str | None:
 
 def type_problem(name: str, value, tp, meta) -> str | None:
     """What is wrong with the type of `value` for a field annotated `tp` (int, float, str, bool,
-    tuple[int, ...], or one of them or None), or None. Other annotations are not checked."""
+    tuple[int, ...], tuple[tuple[int, int], ...], or one of them or None), or None. Other annotations
+    are not checked."""
     union = isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
     kinds = typing.get_args(tp) if union else (tp,)
     if value is None and type(None) in kinds:
@@ -109,6 +110,11 @@ def type_problem(name: str, value, tp, meta) -> str | None:
         ):
             ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             what = "a list of whole numbers"
+        elif kind == tuple[tuple[int, int], ...]:
+            ok = isinstance(value, tuple) and all(
+                isinstance(p, tuple) and len(p) == 2 and all(type(v) is int for v in p) for p in value
+            )
+            what = "a list of pairs of whole numbers, such as ((1, 7), (4, 9))"
         else:
             return None
         if ok:

@@ -64,6 +64,22 @@ class SweepSettings:
         check(self)
 
 
+MAX_RUNS = 100  # values of one sweep: each is a run folder
+
+
+def check_values(name: str, values) -> None:
+    """A sweep's values: a list of 1 to MAX_RUNS different values (two equal ones would share a folder)."""
+    if not isinstance(values, tuple | list):
+        raise VaelabError(f"a sweep of {name} takes a list of values, such as (2, 8, 32), got {values!r}")
+    if not 1 <= len(values) <= MAX_RUNS:
+        count = f"more than {MAX_RUNS}" if values else "none"
+        raise VaelabError(f"a sweep of {name} takes a list of 1 to {MAX_RUNS} values (one run each), got {count}")
+    names = [run_name(name, v) for v in values]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise VaelabError(f"a sweep of {name} gives {twice[0]} twice: each value is one run folder; list it once")
+
+
 # ---- runs --------------------------------------------------------------------------------------
 
 
@@ -220,6 +236,7 @@ def sweep(
     `options` are model options (latent_dim=8, ...); `name` is a field of either. `batched`: auto,
     on or off (SweepSettings)."""
     SweepSettings(iw_samples, iw_images, batched)  # checked before any training
+    check_values(name, values)
     from vaelab.data import load_dataset
     from vaelab.device import resolve_device
     from vaelab.models import make_config

@@ -65,6 +65,8 @@ def test_only_requests_that_name_this_server_are_answered(client, host, status):
         ("http://localhost:9999", 403),  # another local site: the port is part of the origin
         ("https://localhost:8000", 403),
         ("http://localhost", 403),
+        ("http://evil@localhost:8000", 403),  # a browser's Origin never has a user, a path or a query
+        ("http://localhost:8000/page", 403),
     ],
 )
 def test_requests_from_another_site_are_refused(client, origin, status):
@@ -188,17 +190,55 @@ def test_idle_connections_at_the_cap_make_room_and_cannot_lock_the_user_out(addr
     assert all(closed_within(conn, 5) for conn in held[1:])  # the others at their head deadline
 
 
-def test_a_connection_beyond_the_cap_is_refused_only_when_every_one_is_busy(address):
-    busy = [connect(address) for _ in range(8)]
-    for conn in busy:  # a request under way: its body is still to come
+def test_stalled_bodies_at_the_cap_make_room_and_cannot_lock_the_user_out(address):
+    stalled = [connect(address) for _ in range(8)]
+    for conn in stalled:  # a request head, then a body that never comes
         conn.sendall(
             b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 100\r\n\r\n{"z": '
         )
+        time.sleep(0.02)
     time.sleep(0.2)
+    user = connect(address)
+    user.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert answer(user).startswith(b"HTTP/1.1 200")  # answered at once
+    replies = [answer(conn) for conn in stalled]
+    assert not replies[0].startswith(b"HTTP/1.1 408")  # the one that waited longest made room
+    assert all(reply.startswith(b"HTTP/1.1 408") for reply in replies[1:])  # the others at their body deadline
+
+
+def test_a_connection_beyond_the_cap_is_refused_only_when_every_one_is_busy(address, monkeypatch):
+    from vaelab.explorer import api
+
+    decode_grid = api.latent.decode_grid
+    monkeypatch.setattr(api.latent, "decode_grid", lambda *a: time.sleep(1.5) or decode_grid(*a))  # a slow answer
+    busy = [connect(address) for _ in range(8)]
+    for conn in busy:  # a whole request, being answered
+        conn.sendall(
+            b"POST /api/grid HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 8\r\nConnection: close\r\n\r\n{"n": 2}'
+        )
+    time.sleep(0.5)
     extra = connect(address)
     assert closed_within(extra, 0.5)  # at once, not after the head deadline
-    assert all(answer(conn).startswith(b"HTTP/1.1 408") for conn in busy)  # none of them was cut short
+    assert all(answer(conn).startswith(b"HTTP/1.1 200") for conn in busy)  # none of them was cut short
+
+
+def test_a_client_that_leaves_before_its_body_is_a_400_not_a_server_error():
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    class Leaving:
+        headers = {"content-length": "100", "content-type": "application/json"}
+
+        async def stream(self):
+            raise ClientDisconnect()
+            yield b""
+
+    with pytest.raises(server.BadField, match="closed before the body arrived") as e:
+        asyncio.run(server.read_body(Leaving()))
+    assert e.value.status == 400
 
 
 def test_the_real_server_checks_the_host(address):

@@ -424,6 +424,19 @@ def test_overwrite_refuses_a_folder_vaelab_never_wrote_even_with_run_file_names(
     assert (mine / "figures" / "holiday.png").read_bytes() == b"a photo" and (mine / "report.html").is_file()
 
 
+@pytest.mark.parametrize("planted", ["figures/mine/holiday.png", "export/notes.txt", "recon/best.png"])
+def test_overwrite_refuses_a_run_holding_files_of_yours_in_its_folders(planted, first_epoch, tmp_path):
+    """A file of yours inside a folder of a real run (where vaelab writes only its own names) is not
+    vaelab's to delete: the overwrite is refused, naming it, and nothing is removed."""
+    run = copy(first_epoch, tmp_path / "run")
+    (run / planted).parent.mkdir(parents=True, exist_ok=True)
+    (run / planted).write_bytes(b"mine")
+    before = snapshot(run)
+    with pytest.raises(VaelabError, match=f"also holds {Path(planted).parts[0]}/{Path(planted).parts[1]}, which"):
+        train(TrainConfig(**SETTINGS, epochs=1), out=run, overwrite=True, progress=False)
+    assert snapshot(run) == before
+
+
 def test_overwrite_replaces_a_run_trained_with_tensorboard_and_exported(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
     (run / runs.TENSORBOARD).mkdir()
@@ -568,6 +581,27 @@ CONFIG_EDITS = {
     "settings as a list": (lambda c: c.update(train=[1, 2]), '"train" must be a JSON object'),
     "endless KL warm-up": (lambda c: c["train"].update(kl_warmup=1e308), "--kl-warmup must be at most 100000"),
     "model as a list": (lambda c: c.update(model=["mlp"]), '"model" must be a model name'),
+    "a field vaelab never writes": (lambda c: c.update(notes="mine"), '"notes" is a field vaelab never writes'),
+    "own model without its classes": (
+        lambda c: c.update(model="custom"),
+        '"custom" must name the classes of your own model',
+    ),
+    "own model's class not an import path": (
+        lambda c: c.update(model="custom", custom={"model_class": "evil", "config_class": "x:C"}),
+        '"custom.model_class" must be an import path module:ClassName',
+    ),
+    "classes named on a built-in model": (
+        lambda c: c.update(custom={"model_class": "evil:M", "config_class": "evil:C"}),
+        "names classes of your own model, but the run's model is 'mlp'",
+    ),
+    "image shape not the model's": (
+        lambda c: c["data"].update(image_shape=[1, 28, 29]),
+        "is [1, 28, 29], but the model's input_shape is [1, 28, 28]",
+    ),
+    "fewer classes than the model's": (
+        lambda c: c["model_config"].update(num_classes=3),
+        "names 10 classes, but the model is conditional on 3",
+    ),
 }
 
 
@@ -588,6 +622,13 @@ def test_a_config_or_checkpoint_header_repeating_a_key_is_refused(first_epoch, t
     path.write_bytes(len(text).to_bytes(8, "little") + text.encode() + data[8 + size :])
     with pytest.raises(CheckpointError, match="appears more than once"):
         resume(run.with_name("run2"), epochs=2, progress=False)
+
+
+def test_a_config_whose_data_are_not_the_data_sets_is_named(first_epoch, tmp_path):
+    run = copy(first_epoch, tmp_path / "run")
+    edit_config(run, lambda c: c["data"].update(classes=["a", "b", "c"]))  # the report would name 3 of 10 classes
+    with pytest.raises(VaelabError, match=r"data have classes \['a', 'b', 'c'\].*edited or the data set changed"):
+        print(runs.open_run(run).data)
 
 
 @pytest.mark.parametrize("name", list(CONFIG_EDITS))
@@ -621,12 +662,18 @@ def test_a_damaged_metrics_line_is_named(line, message, first_epoch, tmp_path, c
         runs.open_run(run)
 
 
+def header_metadata(run: Path) -> dict:
+    with open(run / runs.WEIGHTS, "rb") as f:
+        return json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
+
+
 def test_damaged_safetensors_metadata_is_a_checkpoint_error(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
     tensors = load_file(run / runs.WEIGHTS)
     for metadata, message in (
         ({"format": "vaelab-1", "model": "mlp", "config": "{nope"}, "not a readable safetensors"),
         ({"format": "vaelab-1", "model": "mlp", "config": "[1]"}, "model config is not a JSON object"),
+        ({**header_metadata(first_epoch), "note": "x"}, "holds 'note', a field vaelab never writes"),
     ):
         save_file(tensors, run / runs.WEIGHTS, metadata=metadata)
         with pytest.raises(CheckpointError, match=message):

@@ -7,8 +7,9 @@ form or text/plain POST, which a browser sends without asking first, is refused)
 bytes, nested at most MAX_DEPTH deep, and arrive within BODY_SECONDS; every request head must
 arrive within HEAD_SECONDS of the connection (or of the previous response); at most
 MAX_CONNECTIONS are open at once, MAX_PER_CLIENT from one address: a new connection beyond a cap
-closes the longest-waiting connection that has no request in progress (of that address, for its
-own cap), so idle connections cannot lock anyone out; only when every one is busy is it refused.
+closes the connection that has waited longest for its client (idle, or a head or body not all
+sent; of that address, for its own cap), so idle or stalled connections cannot lock anyone out;
+only when every one is being answered is it refused.
 Every response forbids framing and content sniffing.
 A request that fails gets HTTP 4xx with {"detail": ..., "field": ...}, as the API's own checks.
 """
@@ -96,6 +97,8 @@ def same_origin(origin: str, hosts: set, port: int | None) -> bool:
         origin_port = parts.port or 80
     except ValueError:
         return False
+    if parts.username is not None or parts.password is not None or parts.path or parts.query or parts.fragment:
+        return False  # a browser's Origin is scheme://host[:port] and nothing else
     return parts.scheme == "http" and (parts.hostname or "").rstrip(".") in hosts and origin_port == port
 
 
@@ -131,12 +134,17 @@ async def read_body(request):
 
 
 async def read_capped(request) -> bytes:
+    from starlette.requests import ClientDisconnect
+
     size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise BadField("body", f"larger than {MAX_BODY // 1024} kB; send one image or a few numbers", 413)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise BadField("body", f"larger than {MAX_BODY // 1024} kB; send one image or a few numbers", 413)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client left (or was closed to make room) before its body was sent
+        raise BadField("body", "the connection closed before the body arrived", 400) from None
     return b"".join(chunks)
 
 
@@ -179,7 +187,7 @@ def guarded_protocol():
 
         def connection_made(self, transport):
             self.peer = (transport.get_extra_info("peername") or ("?",))[0]
-            self.refused, self.waiting_since = False, self.loop.time()
+            self.refused, self.heard = False, self.loop.time()
             mine = [c for c in self.connections if getattr(c, "peer", None) == self.peer]
             for crowd, cap in ((mine, MAX_PER_CLIENT), (list(self.connections), MAX_CONNECTIONS)):
                 if len(crowd) >= cap and not self.make_room(crowd):
@@ -190,16 +198,24 @@ def guarded_protocol():
             self.arm()
 
         def make_room(self, crowd) -> bool:
-            """Close the connection of `crowd` that has waited longest without a request in progress."""
+            """Close the connection of `crowd` that has waited longest for its client (see `waiting`);
+            one already closing makes room by itself."""
+            if any(c.transport.is_closing() for c in crowd):
+                return True
             waiting = [c for c in crowd if c.waiting()]
             if not waiting:
                 return False
-            min(waiting, key=lambda c: c.waiting_since).transport.close()
+            min(waiting, key=lambda c: c.heard).transport.close()
             return True
 
         def waiting(self) -> bool:
-            """No request being answered: connected or kept alive, at most part of a request head sent."""
-            return self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
+            """Waiting for its client, not for the explorer: connected or kept alive with at most part of a
+            request head sent, or a request whose body has not all arrived (a stalled body holds a
+            connection as long as an idle one would, so it cannot lock anyone out either)."""
+            return self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and self.conn.our_state in (
+                h11.IDLE,
+                h11.SEND_RESPONSE,
+            )
 
         def arm(self):
             self.timer = self.loop.call_later(HEAD_SECONDS, self.too_slow)
@@ -210,6 +226,7 @@ def guarded_protocol():
                 self.transport.close()
 
         def data_received(self, data):
+            self.heard = self.loop.time()
             super().data_received(data)
             if self.timer is not None and self.conn.their_state is not h11.IDLE:
                 self.timer.cancel()
@@ -217,7 +234,7 @@ def guarded_protocol():
 
         def on_response_complete(self):
             super().on_response_complete()
-            self.waiting_since = self.loop.time()
+            self.heard = self.loop.time()
             if self.timer is None and not self.transport.is_closing():
                 self.arm()  # the next request on this connection gets its own deadline
 

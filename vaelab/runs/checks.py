@@ -25,6 +25,8 @@ NUMBERS = ("train_", "test_", "seconds", "images_per_second")  # metrics columns
 RESTORE = "restore the file from a copy, or train the run again"
 WORDS = {3: "three", 4: "four"}
 VAELAB_KEYS = {"vaelab_version", "model", "model_config", "train", "data"}  # of every run's config.json
+CONFIG_KEYS = VAELAB_KEYS | {"custom", "params", "command", "versions", "device", "processes", "created"}
+CUSTOM_KEYS = {"model_class", "config_class", "encoder_class", "decoder_class"}  # vaelab/models/custom.py
 
 
 # ---- config.json ---------------------------------------------------------------------------------
@@ -46,6 +48,9 @@ def check_config(config, path: Path) -> dict:
     ):
         if not isinstance(config.get(key), kind):
             raise bad(f'"{key}"', f"must be {what}, got {config.get(key)!r}")
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise bad(f'"{unknown[0]}"', "is a field vaelab never writes in config.json")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(config["train"]) - known)
     if unknown:
@@ -62,19 +67,47 @@ def check_config(config, path: Path) -> dict:
         raise bad('"data.classes"', f"must be a list of 1 to {MAX_CLASSES} class names")
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
         raise bad('"data.image_shape"', f"must be [C, H, W], got {shape!r}")
+    given = config["model_config"].get("input_shape", shape)
+    if given != shape:
+        raise bad('"data.image_shape"', f"is {shape}, but the model's input_shape is {given!r}")
+    k = config["model_config"].get("num_classes", 0)
+    if k and k != len(classes):
+        raise bad('"data.classes"', f"names {len(classes)} classes, but the model is conditional on {k!r}")
+    check_custom(config, bad)
     params = config.get("params", {})
     if not (isinstance(params, dict) and all(type(v) is int for v in params.values())):
         raise bad('"params"', "must map encoder and decoder to whole numbers")
     return config
 
 
+def check_custom(config: dict, bad) -> None:
+    """A run of your own model has a "custom" section naming its classes as "module:QualName" (what
+    vaelab/models/custom.py imports, with trust_code); another model has none."""
+    if config["model"] != "custom":
+        if "custom" in config:
+            raise bad('"custom"', f"names classes of your own model, but the run's model is {config['model']!r}")
+        return
+    section = config.get("custom")
+    if not isinstance(section, dict):
+        raise bad('"custom"', f"must name the classes of your own model, got {section!r}")
+    needed = {"model_class", "config_class"}
+    if not (needed <= set(section) <= CUSTOM_KEYS) or ("encoder_class" in section) != ("decoder_class" in section):
+        wanted = "model_class and config_class (and encoder_class with decoder_class)"
+        raise bad('"custom"', f"must hold {wanted}, got {sorted(section)}")
+    for key, path in section.items():
+        if not (isinstance(path, str) and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", path)):
+            raise bad(f'"custom.{key}"', f"must be an import path module:ClassName, got {path!r}")
+
+
 # ---- a new run's folder --------------------------------------------------------------------------
 
 
-def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=()) -> None:
+def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=(), contents=None) -> None:
     """Refuse a run folder that holds anything at all without `overwrite`; with it, anything but a
-    vaelab run: its config.json must be one vaelab wrote (it has the fields every run's has), and every
-    other entry one of `run_files` (or `bookkeeping`, the lock and unfinished files, which prove nothing)."""
+    vaelab run: its config.json must be one vaelab wrote (it has the fields every run's has), every
+    other entry one of `run_files` (or `bookkeeping`, the lock and unfinished files, which prove nothing),
+    and every file in a folder of `contents` ({folder: pattern of the names vaelab writes there})
+    one vaelab could have written."""
     if run_dir.exists() and not run_dir.is_dir():
         raise VaelabError(f"--out {run_dir} is a file, not a folder; pick another --out")
     entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
@@ -84,6 +117,15 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=())
             f"`vaelab train --resume {run_dir}`, replace it with --overwrite, or pick another --out"
         )
     foreign = [n for n in entries if n not in run_files and not re.fullmatch(r"\..+\.tmp", n)]
+    for folder, pattern in (contents or {}).items():
+        inner = run_dir / folder
+        if inner.is_dir() and not inner.is_symlink():
+            foreign += [
+                f"{folder}/{p.name}"
+                for p in sorted(inner.iterdir())
+                if not (p.is_file() and not p.is_symlink() and re.fullmatch(pattern, p.name))
+                and not re.fullmatch(r"\..+\.tmp", p.name)
+            ]
     if foreign:
         raise VaelabError(
             f"--overwrite replaces a run folder, but {run_dir} also holds {', '.join(foreign[:3])}"

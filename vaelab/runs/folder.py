@@ -62,6 +62,11 @@ RUN_FILES = (
     journal.STAGE,
     LOCK,
 )  # everything vaelab puts in a run folder; the checkpoint first
+CONTENTS = {
+    RECON: r"epoch_\d{3,}\.png",
+    FIGURES: r"[\w.-]+\.png",
+    EXPORT: r"(encoder|decoder)\.(onnx|pt)",
+}  # the files vaelab writes in its folders (TensorBoard and W&B write what their libraries write)
 EPOCH_FILES = re.compile(
     r"(config\.json|model\.safetensors|checkpoint\.safetensors|metrics\.jsonl|"
     r"metrics\.csv|recon/epoch_\d{3,}\.png)"
@@ -88,7 +93,7 @@ def default_folder(*parts: str) -> Path:
 def new_run_dir(model: str, dataset: str, out: str | None, overwrite: bool) -> Path:
     """The folder of a new run (default runs/MODEL-DATASET-TIMESTAMP), created."""
     run_dir = Path(out) if out is not None else default_folder(model, dataset)
-    checks.check_new_run_dir(run_dir, overwrite, RUN_FILES, bookkeeping=(journal.STAGE, LOCK))
+    checks.check_new_run_dir(run_dir, overwrite, RUN_FILES, bookkeeping=(journal.STAGE, LOCK), contents=CONTENTS)
     return make_folder(run_dir)
 
 

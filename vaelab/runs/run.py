@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vaelab.data import load_dataset
+from vaelab.device import resolve_device
 from vaelab.errors import VaelabError
 from vaelab.latent import encode_set
 from vaelab.losses import Objective
@@ -30,6 +31,7 @@ def load_model(
     `trust_code`: a run of your own model may import the module its classes come from (see
     vaelab/models/custom.py)."""
     run_dir = run_folder(run_dir)
+    device = device if isinstance(device, torch.device) else resolve_device(device)  # checked before any work
     config = read_config(run_dir)
     model = rebuild(config, run_dir, trust_code) if model is None else model
     load_weights(model, config["model"], run_dir / weights)
@@ -76,7 +78,15 @@ class Run:
         """The run's data set (vaelab.data.ImageData), found as training found it."""
         if self.given_data is not None:
             return self.given_data
-        return load_dataset(self.config["train"]["dataset"], self.config["train"]["data_dir"])
+        data = load_dataset(self.config["train"]["dataset"], self.config["train"]["data_dir"])
+        saved = self.config["data"]
+        if list(data.classes) != saved["classes"] or list(data.image_shape) != saved["image_shape"]:
+            raise VaelabError(
+                f"{self.dir / CONFIG} says the run's data have classes {saved['classes']} and images "
+                f"{saved['image_shape']}, but {data.name} has {list(data.classes)} and {list(data.image_shape)}: "
+                f"the file was edited or the data set changed since training; {checks.RESTORE}"
+            )
+        return data
 
     @cached_property
     def codes(self) -> tuple[np.ndarray, np.ndarray]:

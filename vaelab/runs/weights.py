@@ -30,8 +30,11 @@ def save_weights(path: Path, model: torch.nn.Module, name: str, extra: dict | No
     atomic_write(path, weights_bytes(model, name, extra))
 
 
+META_KEYS = ("format", "model", "config")  # the metadata of every weights file vaelab writes
+
+
 def weights_bytes(model: torch.nn.Module, name: str, extra: dict | None = None) -> bytes:
-    meta = {"format": FORMAT, "model": name, "config": json.dumps(config_dict(model))}
+    meta = dict(zip(META_KEYS, (FORMAT, name, json.dumps(config_dict(model))), strict=True))
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     return st_save({**tensors, **(extra or {})}, metadata=meta)
 
@@ -64,6 +67,9 @@ def _metadata(data: bytes) -> dict:
     meta = header.get("__metadata__") or {} if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("its metadata is not a table of text")
+    unknown = sorted(set(meta) - set(META_KEYS))
+    if unknown:
+        raise ValueError(f"its metadata holds {unknown[0]!r}, a field vaelab never writes")
     if "config" in meta and not isinstance(strict_json(meta["config"]), dict):
         raise ValueError("its model config is not a JSON object")
     return meta
