@@ -7,7 +7,11 @@ within each repeat, so a change in the machine's load falls on all of them.
 
     python bench/sweep.py [--dataset mnist-sample] [--images 1024] [--test-images 1000] [--models mlp,conv]
                           [--batches 32,128] [--runs 1,2,4,8,16] [--epochs 1] [--repeats 1]
-                          [--sequential-up-to 4] [--device auto] [--threads 0]
+                          [--sequential-up-to 4] [--device auto] [--threads 0] [--steps]
+
+--steps times one training step instead (forward, loss, backward, Adam of N runs batched, against
+the N runs' steps one after another, on random images), alternating the two many times: on a
+loaded machine this separates the step from the noise that whole runs carry.
 
 Prints the machine, versions, seeds and load, then one markdown row per model x batch x N: the
 median seconds of one run alone, of N runs one after another (measured for N up to
@@ -71,6 +75,39 @@ def batched(cfg: TrainConfig, data: ImageData, n: int) -> float:
         return timed(lambda: train_batched(cfgs, [{}] * n, outs, progress=False, data=data))
 
 
+def step_ms(model: str, batch: int, n: int, device, repeats: int) -> tuple[float, float]:
+    """Median milliseconds of one training step (forward, loss, backward, Adam) of n runs: batched
+    (stack.batched_step) and one after another (loop.train_step), alternating so load falls on both."""
+    from vaelab.losses import Objective
+    from vaelab.models import build_model, make_config
+    from vaelab.training.loop import train_step
+    from vaelab.training.stack import Adams, Stack, batched_step
+
+    config = make_config(model, (1, 28, 28), 10)
+    models = [build_model(model, config).to(device) for _ in range(n)]
+    adams = [torch.optim.Adam(m.parameters(), fused=True) for m in models]
+    x = torch.rand(n, batch, 1, 28, 28, device=device)
+    y, eps = torch.randint(0, 10, (n, batch), device=device), torch.randn(n, batch, config.latent_dim, device=device)
+    lone = [[build_model(model, config).to(device) for _ in range(n)]]
+    lone_adams = [torch.optim.Adam(m.parameters(), fused=True) for m in lone[0]]
+    stack, objective, weights = Stack(models), Objective(), torch.full((n,), 1000.0, device=device)
+
+    def together():
+        batched_step(stack, Adams(adams), (x, y, eps, None), [1.0] * n, objective, [None] * n, weights)
+
+    def apart():
+        for r, (m, a) in enumerate(zip(lone[0], lone_adams, strict=True)):
+            train_step(m, a, (x[r], y[r], eps[r], None), 1.0, objective, None)
+
+    times = {together: [], apart: []}
+    for fn in (together, apart):
+        fn()  # warm-up
+    for _ in range(repeats):
+        for fn in (together, apart):
+            times[fn].append(timed(lambda fn=fn: [fn() for _ in range(3)]) / 3 * 1000)
+    return statistics.median(times[together]), statistics.median(times[apart])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist-sample")
@@ -83,6 +120,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--sequential-up-to", type=int, default=4, help="above this N, sequential is N x alone")
     p.add_argument("--device", default="auto")
+    p.add_argument("--steps", action="store_true", help="time single training steps instead of whole runs")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: as set by OMP_NUM_THREADS)")
     args = p.parse_args()
     logging.getLogger("vaelab").setLevel(logging.WARNING)  # no line per epoch
@@ -94,6 +132,20 @@ def main() -> None:
     print(f"data: {args.dataset}, {len(data.train_x)} training images, {len(data.test_x)} test images")
     print(f"{args.epochs} epoch(s) per run, seeds 0..N-1, {args.repeats} repeat(s); load {os.getloadavg()}")
     print()
+    if args.steps:
+        print("One training step, milliseconds (median of --repeats x 3 steps, contenders alternating):\n")
+        print("| model | batch | N | N batched ms | N one after another ms | speed-up |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for model in args.models.split(","):
+            for batch in map(int, args.batches.split(",")):
+                for n in map(int, args.runs.split(",")):
+                    together, apart = step_ms(model, batch, n, device, args.repeats)
+                    print(
+                        f"| {model} | {batch} | {n} | {together:.1f} | {apart:.1f} | {apart / together:.2f} |",
+                        flush=True,
+                    )
+        print(f"\nload at the end {os.getloadavg()}")
+        return
     print("| model | batch | N | alone s | N one after another s | N batched s | batched / alone | speed-up |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for model in args.models.split(","):
