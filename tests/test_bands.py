@@ -24,6 +24,13 @@ def test_the_shipped_bands_hold_five_seeds_of_every_seed_model_on_the_sample():
             assert band["recon"]["mean"] + band["kl"]["mean"] == pytest.approx(band["neg_elbo"]["mean"], abs=0.01)
 
 
+def test_fashion_mnist_bands_were_measured_where_its_files_were_found():
+    for model in ("mlp", "mlp-small", "cvae-mlp"):
+        band = bands.get_band("train", model, "fashion-mnist", 2, 128)
+        assert band is not None and len(band["seeds"]) >= 5, model
+        assert 240 < band["neg_elbo"]["mean"] < 300  # Fashion-MNIST's -ELBO is far above MNIST's
+
+
 def test_where_a_value_stands():
     assert bands.where(181.0, BAND) == (
         True,
