@@ -256,13 +256,19 @@ def save_figures(summaries: list[dict], loaded: list, out: Path, grid: int, labe
         )
     if planar:
         figures["manifolds"] = charts.manifold_panels(
-            {f"{s['run']} ({s['model']})": manifold_tiles(run, grid, label) for s, run in planar}
+            {_panel_title(s, run, label): manifold_tiles(run, grid, label) for s, run in planar}
         )
     for name in ("curves", "scatters", "samples", "manifolds"):
         (out / f"{name}.png").unlink(missing_ok=True)
     for name, fig in figures.items():
         save_figure_png(out / f"{name}.png", fig)
     return [name for name in ("curves", "scatters", "samples", "manifolds") if name in figures]
+
+
+def _panel_title(summary: dict, run, label: int) -> str:
+    """A manifold panel's title; a conditional model's names the label it decodes with."""
+    with_label = f", label {run.data.classes[label]}" if run.conditional else ""
+    return f"{summary['run']} ({summary['model']}{with_label})"
 
 
 def scatter_points(run, n: int = latent.SCATTER_POINTS):

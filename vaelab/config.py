@@ -16,6 +16,11 @@ SPEEDS = ("auto", "eager", "graph", "compile")  # how the step runs: vaelab/trai
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+# Settings added after runs were saved without them, with the value those runs were trained with:
+# a resumed old run goes on as it began (the MMD compared sampled codes before --mmd-codes).
+SAVED_BEFORE = {"mmd_codes": "sample"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every training setting, with its default and its checks: `vaelab train`'s flags and

@@ -156,3 +156,12 @@ def test_the_mmd_defaults_keep_the_code_for_every_model_and_seed(tmp_path):
             spread, last = r.mu.std(0), r.rows[-1]
             assert notice is None and np.all(spread > 0.3), (model, seed, spread, last)
             assert last["test_recon"] < old.rows[-1]["test_recon"] - 5, (model, seed, last)
+
+
+def test_a_run_saved_before_mmd_codes_resumes_with_the_sampled_codes_it_was_trained_with(tmp_path):
+    from vaelab.training.start import resumed_config
+
+    saved = {"train": {"objective": "mmd", "epochs": 2}}  # config.json of a run from before the setting
+    assert resumed_config(saved, {"epochs": 4}, tmp_path).mmd_codes == "sample"
+    assert Objective.from_settings(saved["train"]).mmd_codes == "sample"
+    assert resumed_config({"train": {"objective": "mmd", "mmd_codes": "mean"}}, {}, tmp_path).mmd_codes == "mean"

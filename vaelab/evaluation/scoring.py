@@ -267,7 +267,7 @@ def format_result(r: dict) -> str:
         f"  on {iw['images']:,} of them, the same images for both:",
         f"    ELBO             {iw['elbo']:9.2f}  ± {_se(iw['elbo_se_images'])} (images; mean of {iw['samples']} "
         "single-sample ELBOs)",
-        f"    L_{iw['samples']:<14}{iw['bound']:9.2f}  ± {iw['bound_se_mc']:.2f} (Monte Carlo), "
+        f"    L_{iw['samples']:<15}{iw['bound']:9.2f}  ± {iw['bound_se_mc']:.2f} (Monte Carlo), "
         f"± {_se(iw['bound_se_images'])} (images); L_K - ELBO = {iw['gap']:.2f}",
         f"  active units       {lat['active_units']} of {lat['latent_dim']}",
     ]

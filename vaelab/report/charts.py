@@ -5,6 +5,7 @@ matplotlib Figures that show themselves in Jupyter.
 
 import numpy as np
 from matplotlib.patches import Circle
+from matplotlib.ticker import MaxNLocator
 
 from vaelab.report.plots import Figure, class_colours, manifold_axes, new_figure, no_ticks, show_image
 
@@ -21,6 +22,7 @@ def compare_curves(runs: dict[str, list[dict]]) -> Figure:
         for name, rows in runs.items():
             ax.plot([r["epoch"] for r in rows], [r[f"test_{key}"] for r in rows], marker="o", ms=3, label=name)
         ax.set(title=title, xlabel="epoch", ylabel="nats per image")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     fig.axes[0].legend(fontsize=8)
     return fig
 
@@ -76,8 +78,9 @@ def scatter_panels(runs: dict[str, tuple], classes) -> Figure:
 
 
 def confusion_figure(matrices: dict, classes):
-    """One panel per classifier: counts, each row (true class) shaded by its share."""
-    fig = new_figure(4.6 * len(matrices), 4.4)
+    """One panel per classifier: counts, each row (true class) shaded by its share. Two panels fill
+    a report page's 1,070 pixels unscaled, so the 10-point counts stay 10 pixels high or more."""
+    fig = new_figure(5.3 * len(matrices), 5.2)
     for i, (title, matrix) in enumerate(matrices.items()):
         m = np.asarray(matrix)
         ax = fig.add_subplot(1, len(matrices), i + 1)
@@ -85,10 +88,10 @@ def confusion_figure(matrices: dict, classes):
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (r, c), count in np.ndenumerate(m):
             ax.text(
-                c, r, str(count), ha="center", va="center", fontsize=6, color="white" if share[r, c] > 0.5 else "black"
+                c, r, str(count), ha="center", va="center", fontsize=10, color="white" if share[r, c] > 0.5 else "black"
             )
-        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=9)
+        ax.set_yticks(range(len(classes)), classes, fontsize=9)
         ax.set(title=title, xlabel="predicted", ylabel="true")
     return fig
 

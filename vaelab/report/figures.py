@@ -108,7 +108,39 @@ def scatter(run, z: str = "mean", split: str = "test", projection: str = "pca", 
     title = f"z of {len(pick):,} {split} images: {'encoder means' if z == 'mean' else 'reparameterised samples'}"
     return (
         plots.latent_scatter(points, labels[pick], d.classes, names, title, circles=not tsne),
-        f"{what} of {which}, coloured by class; axes: {axes}{circles}.",
+        f"{what} of {which}, coloured by class; axes: {axes}{circles}.{centre_note(run)}",
+    )
+
+
+OFF_CENTRE = 0.5  # prior standard deviations between the codes' mean and the origin worth a word
+
+
+def centre_note(run) -> str:
+    """Why the test codes do not centre at (0, 0) as the textbook says (the KL term pulls the
+    average code to the prior's mean), when they do not: too few epochs, a light KL weight, another
+    objective; or that they sit at the origin because the posterior collapsed."""
+    mean = run.mu.mean(0)
+    distance = float(np.linalg.norm(mean))
+    rows = getattr(run, "rows", None) or []  # codes of a model without training history: no history to blame
+    last = rows[-1] if rows else {}
+    if last and last.get("test_kl", 1.0) < COLLAPSED:
+        return (
+            f" The codes sit at the origin, but because the posterior collapsed (test KL {last['test_kl']:.3f}): "
+            "they say nothing about the image, not that q(z) matches the prior."
+        )
+    if distance < OFF_CENTRE or not rows:
+        return ""
+    where = ", ".join(f"{m:.2f}" for m in mean[:4]) + (", ..." if len(mean) > 4 else "")
+    reasons = [f"after {len(rows)} epoch{'s' * (len(rows) != 1)} the reconstruction still leads the KL"]
+    objective = run.objective
+    if objective.name == "elbo" and objective.beta < 1:
+        reasons.append(f"the KL weight β = {objective.beta:g} pulls them less than the ELBO does")
+    elif objective.name != "elbo":
+        reasons.append(f"this run minimised {objective.label}, not the KL")
+    return (
+        f" The codes' mean is ({where}), {distance:.1f} prior standard deviations from (0, 0), where the KL "
+        f"term pulls them (the textbook answer: a shift of every code, which the decoder can undo, only "
+        f"adds KL): {'; '.join(reasons)}."
     )
 
 
@@ -184,6 +216,16 @@ def samples(run, n: int = 100, seed: int = 0, label: int | None = None):
     )
 
 
+# The per-class grid's acceptance: a tile counts as its row's class only when two judges that err
+# differently agree (bench/class_grid_judges.py calibrates them against a held-out judge):
+CONFIDENT = 0.8  # the classifier's probability of the row's class, at least
+MARGIN = 0.5  # ... and its lead over the second class: a 3/8 blob splits the two
+NEIGHBOURS = 10  # the second judge: the labels of the nearest training images in pixels
+VOTES = 0.6  # ... of which at least this share must be the row's class
+JUDGE_IMAGES = 10_000  # training images the neighbour judge searches (seeded), bounding its cost
+EMPTY = 0.35  # the grey of a place no tile passed for
+
+
 def classifier_for(run):
     """(classifier, test accuracy) for the run's data (trained once and cached), or None for
     data it cannot judge (no labels, one class, images under 4 x 4 pixels)."""
@@ -196,72 +238,110 @@ def classifier_for(run):
     return classifier, info["test_accuracy"]
 
 
+def judges_for(run):
+    """(classifier, its test accuracy, the neighbour judge), or None where the data cannot be judged."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    checker = classifier_for(run)
+    if checker is None:
+        return None
+    d = run.data
+    pick = np.sort(np.random.default_rng(0).permutation(len(d.train_x))[:JUDGE_IMAGES])
+    pixels = d.train_x[pick].flatten(1).float().numpy() / 255
+    return (*checker, KNeighborsClassifier(NEIGHBOURS).fit(pixels, d.train_y.numpy()[pick]))
+
+
 def recognised(checker, images: torch.Tensor) -> np.ndarray:
-    """The class vaelab's classifier sees in each image."""
+    """The class vaelab's classifier sees in each image (its most probable)."""
     from vaelab.evaluation import predict
 
     return predict(checker[0], images)[1].argmax(1)
 
 
+def accepted(judges, images: torch.Tensor, c) -> np.ndarray:
+    """Which images both judges call class `c` (an int, or one per image): the classifier with
+    probability >= CONFIDENT and a lead >= MARGIN, and >= VOTES of the NEIGHBOURS nearest
+    training images."""
+    from vaelab.evaluation import predict
+
+    c = np.broadcast_to(np.asarray(c), (len(images),))
+    probs = predict(judges[0], images)[1]
+    top2 = np.sort(probs, 1)[:, -2:]
+    rows = np.arange(len(images))
+    sure = (probs[rows, c] >= CONFIDENT) & (probs[rows, c] - top2[:, 0] >= MARGIN)
+    votes = judges[2].predict_proba(images.flatten(1).numpy())
+    return sure & (probs.argmax(1) == c) & (votes[rows, c] >= VOTES)
+
+
 def class_grid(run, per_class: int = 5, seed: int = 0):
     """Figure 5: a row per class. A CVAE decodes the same z ~ N(0, I) under each row's label. A VAE
     has no label to ask for, so its codes come from where each class lives: draws z ~ q(z|x) of
-    random test images of the class, keeping those the classifier recognises as the class."""
+    random test images of the class, keeping those that two judges call the class; a place that
+    none fills stays grey."""
     d, k = run.data, run.data.num_classes
-    checker = classifier_for(run)
+    judges = judges_for(run)
+    rule = (
+        f"vaelab's classifier gives it probability {CONFIDENT:.0%} or more with a lead of {MARGIN:.0%} over the "
+        f"next class, and {VOTES:.0%} of its {NEIGHBOURS} nearest training images (in pixels) are of the class"
+    )
     if run.conditional:
         z, y = latent.class_codes(run.mu, d.test_y, k, per_class, seed, conditional=True)
+        images = latent.decode(run.model, z, y)
         notes = how = None
-        if checker:
-            seen = recognised(checker, latent.decode(run.model, z, y))
-            notes = [f"{(seen[y == c] == c).sum()}/{per_class}" for c in range(k)]
-            how = f"recognised as their row: {(seen == y).sum()} of {len(y)}"
+        if judges:
+            ok = accepted(judges, images, y)
+            notes = [f"{ok[y == c].sum()}/{per_class} pass" for c in range(k)]
+            how = f"tiles both judges call their row: {ok.sum()} of {len(y)}"
         caption = (
             f"{per_class} samples per class: {per_class} z ~ N(0, I) (seed {seed}) decoded with each row's "
             f"label, the same z in every row, so a column keeps its style while the label changes."
+            + (f" A tile passes when {rule}; at the right, the tiles of each row that pass." if judges else "")
         )
     else:
-        z, y, notes, right = _class_codes_recognised(run, per_class, seed, checker)
-        how = f"recognised as their row: {right} of {len(y)}" if checker else None
+        z, y, notes, right, empty = _class_codes_judged(run, per_class, seed, judges)
+        images = torch.cat([latent.decode(run.model, z[y == c], c) for c in range(k)])
+        images[torch.from_numpy(empty)] = EMPTY
+        how = f"tiles both judges call their row: {right} of {len(y)}" if judges else None
         caption = (
             f"{per_class} samples per class, from where the class lives in z: z ~ q(z|x) of a random test "
             f"image of the class ({CANDIDATES} draws per class, seed {seed})"
             + (
-                ", keeping draws that vaelab's classifier recognises as the class, and when fewer than "
-                f"{per_class} are, draws around any test image that it recognises so. At the right: tiles "
-                "recognised / shown, and the share of the class's own draws recognised: how much of its "
-                "region of z a class holds."
-                if checker
+                f", keeping draws that pass as the class, and when fewer than {per_class} do, draws around any "
+                f"test image that pass so. A draw passes when {rule}. A grey place: no draw passed, the row "
+                "cannot be filled. At the right: tiles that pass / places, and the share of the class's own "
+                "draws that pass: how much of its region of z a class holds."
+                if judges
                 else "; the data has no labels to check them against."
             )
         )
-    if checker:
-        caption += f" The classifier reaches {checker[1]:.1%} on the test images."
-    images = torch.cat([latent.decode(run.model, z[y == c], c) for c in range(k)])
+    if judges:
+        caption += f" The classifier reaches {judges[1]:.1%} on the test images."
     return plots.class_grid(images, d.classes, notes, how or ""), caption
 
 
-def _class_codes_recognised(run, per_class: int, seed: int, checker):
-    """(z, y, notes, recognised tiles) of the VAE per-class grid. Codes are drawn from q(z|x) of the
-    class's own test images first; when too few of those decode to the class, from those of every
+def _class_codes_judged(run, per_class: int, seed: int, judges):
+    """(z, y, notes, tiles that pass, empty places) of the VAE per-class grid. Codes are drawn from
+    q(z|x) of the class's own test images first; when too few of those pass, from those of every
     test image (the decoder may draw a class where the encoder seldom puts it)."""
     labels, k = run.data.test_y.numpy(), run.data.num_classes
     own = [latent.posterior_draws(run.mu[labels == c], run.logvar[labels == c], CANDIDATES, seed + c) for c in range(k)]
-    if checker is None:
-        return np.concatenate([d[:per_class] for d in own]), np.repeat(np.arange(k), per_class), None, 0
+    if judges is None:
+        z = np.concatenate([d[:per_class] for d in own])
+        return z, np.repeat(np.arange(k), per_class), None, 0, np.zeros(len(z), bool)
     pool = latent.posterior_draws(run.mu, run.logvar, CANDIDATES * k, seed)
-    seen_pool = recognised(checker, latent.decode(run.model, pool))
-    zs, notes, right = [], [], 0
+    pool_images = latent.decode(run.model, pool)
+    zs, notes, right, empty = [], [], 0, []
     for c in range(k):
-        seen = recognised(checker, latent.decode(run.model, own[c]))
-        ranked = np.r_[
-            np.flatnonzero(seen == c), np.flatnonzero(seen_pool == c) + CANDIDATES, np.flatnonzero(seen != c)
-        ]
-        zs.append(np.concatenate([own[c], pool])[ranked[:per_class]])
-        shown = min(per_class, int((seen == c).sum() + (seen_pool == c).sum()))
+        ok = accepted(judges, latent.decode(run.model, own[c]), c)
+        ok_pool = accepted(judges, pool_images, c)
+        ranked = np.r_[np.flatnonzero(ok), np.flatnonzero(ok_pool) + CANDIDATES][:per_class]
+        shown = len(ranked)
+        ranked = np.r_[ranked, np.zeros(per_class - shown, int)]  # placeholders, drawn grey
+        zs.append(np.concatenate([own[c], pool])[ranked])
+        empty += [False] * shown + [True] * (per_class - shown)
         right += shown
-        notes.append(f"{shown}/{per_class} ({(seen == c).mean():.0%} of own draws)")
-    return np.concatenate(zs), np.repeat(np.arange(k), per_class), notes, right
+        notes.append(f"{shown}/{per_class} ({ok.mean():.0%} of own draws pass)")
+    return np.concatenate(zs), np.repeat(np.arange(k), per_class), notes, right, np.array(empty)
 
 
 def walks(run, pairs=((1, 7), (4, 9), (3, 8)), steps: int = 10):

@@ -6,6 +6,7 @@ its folder elsewhere.
 """
 
 import html
+import re
 
 STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
@@ -13,13 +14,20 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.5em 0}im
 figcaption{color:#444;max-width:900px}code{background:#f3f3f3;padding:0 3px}"""
 
 
+def breakable(text: str) -> str:
+    """Escaped text that may wrap after a - _ or / between letters or digits (as in a run's folder
+    name), and between words; never inside a word or a number."""
+    return re.sub(r"(?<=\w)([-/]|_(?=[^\W\d]))(?=\w)", r"\1<wbr>", html.escape(text))
+
+
 def table(header, rows) -> str:
-    """An HTML table; numbers are right-aligned, everything is escaped."""
+    """An HTML table; numbers are right-aligned, everything is escaped; text wraps between words and
+    after the - _ / of names, never inside a word."""
 
     def cell(v, tag="td"):
         numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
         text = f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if numeric else str(v)
-        return f"<{tag}{' class=n' if numeric else ''}>{html.escape(text)}</{tag}>"
+        return f"<{tag}{' class=n' if numeric else ''}>{html.escape(text) if numeric else breakable(text)}</{tag}>"
 
     head = "".join(cell(h, "th") for h in header)
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
@@ -27,7 +35,7 @@ def table(header, rows) -> str:
 
 
 WIDE = """body{max-width:none;margin:1.5em 1.5em}table{font-size:12px;width:100%}
-td,th{padding:2px 4px;overflow-wrap:anywhere}"""  # a table of many columns fits the window
+td,th{padding:2px 4px;hyphens:manual}"""  # a table of many columns fits the window; words stay whole
 
 
 def page(title: str, body: str, wide: bool = False) -> str:

@@ -201,7 +201,7 @@ def class_grid(images: torch.Tensor, classes, notes=None, title: str = "") -> Fi
     per_class = len(images) // len(classes)
     tiles = tile(images, per_class)
     size = tiles.shape[0] // len(classes)
-    fig = new_figure(1.3 + tiles.shape[1] / DPI * 1.5 + (1.2 if notes else 0), 0.6 + tiles.shape[0] / DPI * 1.5)
+    fig = new_figure(1.3 + tiles.shape[1] / DPI * 1.5 + (2.4 if notes else 0), 0.6 + tiles.shape[0] / DPI * 1.5)
     ax = fig.add_subplot()
     show_image(ax, tiles)
     rows = (np.arange(len(classes)) + 0.5) * size
@@ -274,7 +274,9 @@ def _diagram_rows(rows: list[dict], input_shape, latent_dim: int, num_classes: i
         text = f"{r['layer']}: {r['kind']}\n{_shape(r['output_shape'])} · {r['params']:,} params"
         boxes = parts["encoder" if r["part"] == "sample" else r["part"]]  # z is sampled from the encoder's output
         if r["part"] == "sample":
-            boxes.append([f"z = μ + σ·ε, ε ~ N(0, I): sampled\n{_shape(r['output_shape'])} → the decoder's input"])
+            boxes.append(
+                [f"{r['layer']}: {r['kind']}, ε ~ N(0, I)\n{_shape(r['output_shape'])} · 0 params → the decoder"]
+            )
         elif r["layer"] == "logvar" and boxes[-1][0].startswith("mu:"):
             boxes[-1].append(text)  # the two heads read the same input: one row
         elif r["layer"] == "label" and r["part"] == "encoder" and previous is not None:

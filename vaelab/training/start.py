@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from vaelab import runs
-from vaelab.config import RESUME_OVERRIDES, TrainConfig
+from vaelab.config import RESUME_OVERRIDES, SAVED_BEFORE, TrainConfig
 from vaelab.data import ImageData, load_dataset
 from vaelab.device import env_rank, resolve_device
 from vaelab.errors import VaelabError
@@ -141,7 +141,8 @@ def resumed_config(saved: dict, overrides: dict, path: Path) -> TrainConfig:
     """The saved settings with `overrides`; they reach config.json with the first epoch that
     finishes under them (a new --lr that diverges at once is never saved)."""
     try:
-        return TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig(**{**SAVED_BEFORE, **saved["train"], **given})
     except TypeError as e:  # a setting this vaelab does not know
         raise VaelabError(
             f"{path}: the training settings do not fit this vaelab ({e}): "
