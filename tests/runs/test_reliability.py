@@ -216,3 +216,21 @@ def test_weights_from_another_format_version_are_refused(tmp_path):
 
     with pytest.raises(CheckpointError, match="has format 'vaelab-0', this vaelab reads 'vaelab-1'"):
         load_weights(model, "mlp", path)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_on_the_last_step_of_the_last_epoch_is_not_lost(signame, tmp_path):
+    """The run is complete, so the stop cannot leave it unresumable; it still ends the call (the command
+    would otherwise go on to draw the report the user or the scheduler asked it not to wait for)."""
+    import vaelab
+
+    class Stop(vaelab.Callback):
+        step_every = 8  # 4,000 images in batches of 500: the last step of the only epoch
+
+        def on_step(self, step, values):
+            os.kill(os.getpid(), getattr(signal, signame))
+
+    out = tmp_path / "run"
+    with pytest.raises(VaelabError, match=f"stopped by {signame} at the end of epoch 1, the last: the run is complete"):
+        vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=out, progress=False, callbacks=[Stop()])
+    assert [r["epoch"] for r in read_metrics(out)] == [1] and load_model(out)
