@@ -216,3 +216,45 @@ def test_weights_from_another_format_version_are_refused(tmp_path):
 
     with pytest.raises(CheckpointError, match="has format 'vaelab-0', this vaelab reads 'vaelab-1'"):
         load_weights(model, "mlp", path)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_on_the_last_step_of_the_last_epoch_is_not_lost(signame, tmp_path):
+    """The run is complete, so the stop cannot leave it unresumable; it still ends the call (the command
+    would otherwise go on to draw the report the user or the scheduler asked it not to wait for)."""
+    import vaelab
+
+    class Stop(vaelab.Callback):
+        step_every = 8  # 4,000 images in batches of 500: the last step of the only epoch
+
+        def on_step(self, step, values):
+            os.kill(os.getpid(), getattr(signal, signame))
+
+    out = tmp_path / "run"
+    with pytest.raises(VaelabError, match=f"stopped by {signame} at the end of epoch 1, the last: the run is complete"):
+        vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=out, progress=False, callbacks=[Stop()])
+    assert [r["epoch"] for r in read_metrics(out)] == [1] and load_model(out)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on Windows")
+def test_a_terminal_that_closes_mid_epoch_leaves_a_checkpoint(tmp_path):
+    """SIGHUP (the terminal closed, an ssh session dropped) stops as Ctrl-C does, with a checkpoint to go
+    on from, unless the process ignores it (nohup)."""
+    import vaelab
+
+    class HangUp(vaelab.Callback):
+        step_every = 3
+
+        def on_step(self, step, values):
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    out = tmp_path / "run"
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, even when pytest runs under nohup
+    try:
+        with pytest.raises(VaelabError, match="stopped by SIGHUP in epoch 1 after step 3 of 8; checkpoint written"):
+            vaelab.train("mlp", "mnist-sample", epochs=1, batch_size=500, out=out, progress=False, callbacks=[HangUp()])
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert (out / "checkpoint.safetensors").is_file()
+    result = finish("train", "--resume", str(out), "--no-progress", "--no-report")
+    assert result.returncode == 0 and [r["epoch"] for r in read_metrics(out)] == [1], result.stderr

@@ -277,7 +277,15 @@ def fit(
     for callback in callbacks:
         callback.on_train_end(run_dir)
     distributed.wait_for_all(ranks)  # leave together: a gloo process that tore its group down while
-    return run_dir  # rank 0 still wrote the last epoch aborted ("terminate called")
+    # rank 0 still wrote the last epoch aborted ("terminate called")
+    if stop_requested(stop, steps - 1, steps, device, ranks):  # on the last epoch's last step: the run is
+        signum = stop.signum or signal.SIGTERM  # complete, and the stop is not lost (no report is drawn)
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name} at the end of epoch {cfg.epochs}, the last: the run is "
+            f"complete; `vaelab report {run_dir}` draws its report",
+            signum,
+        )
+    return run_dir
 
 
 def interrupted(stop: StopSignals, where: str, run_dir: Path) -> Interrupted:

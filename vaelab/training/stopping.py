@@ -1,5 +1,5 @@
-"""Stopping training cleanly: SIGINT/SIGTERM become a flag the loop reads after each step, so the
-step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status; a
+"""Stopping training cleanly: SIGINT/SIGTERM/SIGHUP become a flag the loop reads after each step, so
+the step finishes, a checkpoint is written and `Interrupted` carries the signal's exit status; a
 non-finite loss ends a run with `Diverged`."""
 
 import signal
@@ -11,7 +11,7 @@ from vaelab.training.distributed import Ranks
 
 
 class Interrupted(VaelabError):
-    """Training stopped by SIGINT or SIGTERM after a checkpoint was written."""
+    """Training stopped by SIGINT, SIGTERM or SIGHUP after a checkpoint was written."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
@@ -23,14 +23,22 @@ class Diverged(VaelabError):
     A sweep goes on with its other runs (vaelab/sweeps.py)."""
 
 
+def stop_signals() -> list:
+    """SIGINT (Ctrl-C), SIGTERM (a scheduler) and SIGHUP (the terminal closed, an ssh session dropped),
+    but not SIGHUP where it is ignored: `nohup` asks that training goes on when the terminal closes."""
+    hangup = getattr(signal, "SIGHUP", None)  # none on Windows
+    keep = hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN
+    return [signal.SIGINT, signal.SIGTERM, *([hangup] if keep else [])]
+
+
 class StopSignals:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (main thread only)."""
 
     def __enter__(self):
         self.signum = None
         self.active = threading.current_thread() is threading.main_thread()
         if self.active:
-            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self.previous = {s: signal.signal(s, self.handle) for s in stop_signals()}
         return self
 
     def handle(self, signum, _frame):
