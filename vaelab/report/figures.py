@@ -132,11 +132,8 @@ def centre_note(run) -> str:
         return ""
     where = ", ".join(f"{m:.2f}" for m in mean[:4]) + (", ..." if len(mean) > 4 else "")
     reasons = [f"after {len(rows)} epoch{'s' * (len(rows) != 1)} the reconstruction still leads the KL"]
-    objective = run.objective
-    if objective.name == "elbo" and objective.beta < 1:
-        reasons.append(f"the KL weight β = {objective.beta:g} pulls them less than the ELBO does")
-    elif objective.name != "elbo":
-        reasons.append(f"this run minimised {objective.label}, not the KL")
+    if pull := run.objective.pull_to_origin:
+        reasons.append(pull)
     return (
         f" The codes' mean is ({where}), {distance:.1f} prior standard deviations from (0, 0), where the KL "
         f"term pulls them (the textbook answer: a shift of every code, which the decoder can undo, only "
