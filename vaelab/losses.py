@@ -183,13 +183,6 @@ class Objective:
         """Whether the KL is in the total, so a KL near 0 means the posterior collapsed onto the prior."""
         return self.name == "elbo"
 
-    @property
-    def pull_to_origin(self) -> str | None:
-        """Why this objective pulls the codes towards (0, 0) less than the ELBO does, or None."""
-        if not self.minimises_kl:
-            return f"this run minimised {self.label}, not the KL"
-        return f"the KL weight β = {self.beta:g} pulls them less than the ELBO does" if self.beta < 1 else None
-
     def elbo_terms(self, logits, x, mu, logvar, z) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, KL) batch means: the ELBO's two terms, whatever is minimised."""
         recon = reconstruction_nll(logits, x, self.likelihood, self.std).mean()

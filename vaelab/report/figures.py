@@ -130,10 +130,13 @@ def centre_note(run) -> str:
         )
     if distance < OFF_CENTRE or not rows:
         return ""
-    where = ", ".join(f"{m:.2f}" for m in mean[:4]) + (", ..." if len(mean) > 4 else "")
+    where = ", ".join(f"{m if abs(m) >= 0.005 else 0.0:.2f}" for m in mean[:4]) + (", ..." if len(mean) > 4 else "")
     reasons = [f"after {len(rows)} epoch{'s' * (len(rows) != 1)} the reconstruction still leads the KL"]
-    if pull := run.objective.pull_to_origin:
-        reasons.append(pull)
+    objective = run.objective
+    if objective.minimises_kl and objective.beta < 1:
+        reasons.append(f"the KL weight β = {objective.beta:g} pulls them less than the ELBO does")
+    elif not objective.minimises_kl:
+        reasons = [f"this run minimised {objective.label}, not the KL"]
     return (
         f" The codes' mean is ({where}), {distance:.1f} prior standard deviations from (0, 0), where the KL "
         f"term pulls them (the textbook answer: a shift of every code, which the decoder can undo, only "
