@@ -678,3 +678,21 @@ def test_damaged_safetensors_metadata_is_a_checkpoint_error(first_epoch, tmp_pat
         save_file(tensors, run / runs.WEIGHTS, metadata=metadata)
         with pytest.raises(CheckpointError, match=message):
             runs.load_model(run)
+
+
+def test_a_run_folder_moved_while_it_trains_gets_no_second_partial_run(tmp_path):
+    """The writer's lock is on the folder it opened; when that folder is moved and another put at its
+    name, the writer stops instead of writing a run without a config.json there."""
+    import vaelab
+
+    out, moved = tmp_path / "run", tmp_path / "moved"
+
+    class Move(vaelab.Callback):
+        def on_epoch_end(self, row, run_dir):
+            out.rename(moved)
+            out.mkdir()
+
+    with pytest.raises(VaelabError, match="was moved or replaced while this process trained into it"):
+        vaelab.train(**SETTINGS, epochs=2, out=out, progress=False, callbacks=[Move()])
+    assert list(out.iterdir()) == []  # nothing written into the new folder
+    assert [r["epoch"] for r in runs.read_metrics(moved)] == [1] and runs.load_model(moved)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, storage_error
-from vaelab.runs.lock import RunLock
+from vaelab.runs.lock import RunLock, check_held
 
 STAGE = ".commit"
 MANIFEST = "files.json"
@@ -27,6 +27,7 @@ def commit(folder: Path, files: dict[str, bytes], allowed: re.Pattern) -> None:
     """Replace folder/NAME by each of `files` (NAME: bytes), together. Names are relative paths
     that match `allowed`."""
     folder = Path(folder)
+    check_held(folder)
     stage = folder / STAGE
     assert all(allowed.fullmatch(name) for name in files), list(files)
     recover(folder, allowed)

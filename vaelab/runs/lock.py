@@ -21,6 +21,7 @@ except ImportError:  # not POSIX: no lock (flock(2) has no portable equivalent i
     fcntl = None
 
 LOCK = ".lock"
+HELD: dict[str, int] = {}  # the folders this process holds (absolute path -> the descriptor locked)
 
 
 class RunInUse(VaelabError):
@@ -56,6 +57,7 @@ class RunLock:
         except OSError as e:
             os.close(self.fd)
             raise storage_error(self.path, e, "create the lock file") from None
+        HELD[os.path.abspath(self.folder)] = self.fd
         return self
 
     def holder(self) -> str:
@@ -68,4 +70,24 @@ class RunLock:
             return ""
 
     def __exit__(self, *_):
+        HELD.pop(os.path.abspath(self.folder), None)
         os.close(self.fd)  # closing the descriptor releases the lock
+
+
+def check_held(folder: Path) -> None:
+    """Refuse to write into `folder` when the folder this process locked under that name was moved or
+    replaced since: its files would start a second, partial run there (the lock is on the folder
+    it locked, wherever that went)."""
+    fd = HELD.get(os.path.abspath(folder))
+    if fd is None:
+        return
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(folder))
+    except OSError:
+        same = False
+    if not same:
+        raise VaelabError(
+            f"{folder} was moved or replaced while this process trained into it, so it stops rather than "
+            f"write there; the run it trained is wherever the folder went: continue it with "
+            f"`vaelab train --resume NEW_PLACE`"
+        )

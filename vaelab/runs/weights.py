@@ -20,6 +20,7 @@ from vaelab.errors import CheckpointError
 from vaelab.files import atomic_write, strict_json
 from vaelab.models import MAX_PARAMS
 from vaelab.runs import checks
+from vaelab.runs.lock import check_held
 
 FORMAT = "vaelab-1"  # bump when the layout of the files below changes
 MAX_FILE = 4 * 4 * MAX_PARAMS + (64 << 20)  # bytes of a weights file: the largest model with Adam's state
@@ -106,6 +107,7 @@ def config_dict(model: torch.nn.Module) -> dict:
 def save_checkpoint(path: Path, model, name: str, optimizer, position: dict, rng: dict) -> None:
     """Everything needed to resume: weights, Adam, RNG states and `position` (JSON: epochs done,
     steps done in the next epoch, its partial loss sums). Tensors go in safetensors, the rest in JSON."""
+    check_held(Path(path).parent)
     atomic_write(path, checkpoint_bytes(model, name, optimizer, position, rng))
 
 
