@@ -25,7 +25,7 @@ def test_the_shipped_bands_hold_five_seeds_of_every_seed_model_on_the_sample():
 
 
 def test_fashion_mnist_bands_were_measured_where_its_files_were_found():
-    for model in ("mlp", "mlp-small", "cvae-mlp"):
+    for model in ("mlp", "mlp-small", "cvae-mlp", "conv"):
         band = bands.get_band("train", model, "fashion-mnist", 2, 128)
         assert band is not None and len(band["seeds"]) >= 5, model
         assert 240 < band["neg_elbo"]["mean"] < 300  # Fashion-MNIST's -ELBO is far above MNIST's
