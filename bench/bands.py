@@ -6,7 +6,7 @@ seeds, stored in the package (vaelab/bands.json) for `vaelab check` and the repo
 
 Two kinds of band, each keyed by model, data set, epochs and batch size:
 
-  check   the loop `vaelab check` trains a student's model with (vaelab/check/training.py): vaelab's
+  check   the loop `vaelab check` trains a student's model with (vaelab/checking/training.py): vaelab's
           architecture with PyTorch's default initialisation, Adam 1e-3, the exercise's loss pieces;
           scored by the check's scorer (test -ELBO with fixed noise, k-NN on the encoder means).
   train   `vaelab train` with its defaults at the course's short settings; the numbers its run
@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from vaelab import __version__
-from vaelab.check.reference import PIECES
-from vaelab.check.training import ReferenceModel, ShortTraining, score, train_and_score
+from vaelab.checking.reference import PIECES
+from vaelab.checking.training import ReferenceModel, ShortTraining, score, train_and_score
 from vaelab.config import TrainConfig
 from vaelab.data import load_dataset
 from vaelab.errors import VaelabError
@@ -70,7 +70,7 @@ class TrainedModel:
         return self.model.decode(z, y if self.conditional else None)
 
     def bce(self, logits, x):
-        from vaelab.check.training import bce_logits
+        from vaelab.checking.training import bce_logits
 
         return bce_logits(logits, x)
 

@@ -29,7 +29,7 @@ FOLDERS = (
     "vaelab.explorer",
     "vaelab.cli",
     "vaelab.evaluation",
-    "vaelab.check",
+    "vaelab.checking",
 )
 PUBLIC = {"vaelab.report.figures", "vaelab.report.charts", "vaelab.report.pages"}  # besides the faces
 MAX_LINES = 400
@@ -146,3 +146,14 @@ def test_one_class_named_run():
 def test_every_module_is_small(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines; a second responsibility has crept in"
+
+
+def test_no_exported_name_is_also_a_module_of_the_package():
+    """`import vaelab.NAME` (which vaelab itself does when a function of it is first called) sets the
+    package's attribute NAME to the module: an exported function of the same name would be replaced."""
+    import pkgutil
+
+    import vaelab
+
+    modules = {m.name for m in pkgutil.iter_modules(vaelab.__path__)}
+    assert not modules & set(vaelab.__all__), sorted(modules & set(vaelab.__all__))

@@ -2,7 +2,7 @@
 
 Left out, because this machine cannot: downloads of full MNIST and CIFAR-10 (and the commands that
 read their runs), several GPUs or machines, `pip install`, the CI script and the benchmarks; and
-`vaelab check` of a student's file, which the README does not hold (tests/check checks such files).
+`vaelab check` of a student's file, which the README does not hold (tests/checking checks such files).
 To keep the suite short, training runs for one epoch (`--epochs N` becomes `--epochs 1`, and `vaelab demo`
 gets `--epochs 1`); every other word is the README's.
 """
@@ -26,7 +26,7 @@ NEEDS_MORE = (
     ".ci/run",
     "bench/",
     "pytest",
-    "vaelab check",  # a student's file or a folder of submissions: tests/check runs the checks on such files
+    "vaelab check",  # a student's file or a folder of submissions: tests/checking runs the checks on such files
 )
 
 

@@ -37,7 +37,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "WandbCallback": "vaelab.training",
     "MLflowCallback": "vaelab.training",
     "export": "vaelab.api",
-    "check": "vaelab.check",
+    "check": "vaelab.checking",
 }
 __all__ = [*_EXPORTS, "__version__"]
 log.setup()  # vaelab's lines go through logging: vaelab/log.py

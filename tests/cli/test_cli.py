@@ -195,7 +195,7 @@ RUN_BELOW = {  # the other subcommands, with what each must print
         "wrote {tmp}/sweep/sweep.md",
     ),
     "export": (["export", "{run}", "--format", "torchscript", "--out", "{tmp}/export"], "wrote {tmp}/export/encoder"),
-    "check": (  # a student's correct file (tests/check has the rest: mistakes, outputs, folders)
+    "check": (  # a student's correct file (tests/checking has the rest: mistakes, outputs, folders)
         ["check", str(Path(__file__).parent.parent / "check" / "students" / "mlp_correct.py"), "--exercise", "mlp"],
         "ok    training.band",
     ),

@@ -8,7 +8,7 @@ FORMATS = ("table", "json", "gradescope", "junit")
 
 
 def add_check_parser(sub) -> None:
-    from vaelab.check import EXERCISES
+    from vaelab.checking import EXERCISES
 
     p = sub.add_parser("check", help=HELP["check"])
     p.add_argument("source", help="a .py file, a notebook (.ipynb), or a folder of them (one per student)")
@@ -26,7 +26,7 @@ def add_check_parser(sub) -> None:
 
 
 def cmd_check(args) -> int:
-    from vaelab.check import check, render
+    from vaelab.checking import check, render
     from vaelab.errors import VaelabError
 
     names = {}

@@ -1,5 +1,5 @@
 """`vaelab check` fails exactly the checks a planted mistake should fail, naming the mistake, and passes
-correct solutions written as students write them (tests/check/students/)."""
+correct solutions written as students write them (tests/checking/students/)."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import vaelab
-from vaelab.check import EXERCISES
+from vaelab.checking import EXERCISES
 
 STUDENTS = Path(__file__).resolve().parent / "students"
 
@@ -126,8 +126,8 @@ def test_a_rubric_chooses_the_checks_and_their_points(tmp_path):
 
 
 def test_with_a_rubric_a_submission_that_crashed_is_marked_out_of_the_same_total():
-    from vaelab.check import Check, Report
-    from vaelab.check.results import apply_rubric
+    from vaelab.checking import Check, Report
+    from vaelab.checking.results import apply_rubric
 
     crashed = Report("crashes.py", "mlp", [Check("submission.runs", "error", "crashed (signal SIGSEGV)")])
     rubric = {"kl_divergence": 2.0, "training.band": 3.0}

@@ -156,7 +156,7 @@ class Report:
             time=f"{self.seconds:.2f}",
         )
         for c in self.checks:
-            case = ET.SubElement(suite, "testcase", classname=f"vaelab.check.{self.exercise}", name=c.id, time="0")
+            case = ET.SubElement(suite, "testcase", classname=f"vaelab.checking.{self.exercise}", name=c.id, time="0")
             if c.status in ("fail", "error"):
                 ET.SubElement(case, "failure" if c.status == "fail" else "error", message=c.message).text = c.message
             elif c.status == "skip":

@@ -6,12 +6,12 @@ import copy
 import time
 
 from vaelab import bands
-from vaelab.check import pieces as piece_checks
-from vaelab.check import reference
-from vaelab.check.exercises import FUNCTIONS, get_exercise
-from vaelab.check.models import Student, build, check_architecture, check_decoder, check_encoder
-from vaelab.check.results import Check, Report
-from vaelab.check.training import ShortTraining, train_and_score
+from vaelab.checking import pieces as piece_checks
+from vaelab.checking import reference
+from vaelab.checking.exercises import FUNCTIONS, get_exercise
+from vaelab.checking.models import Student, build, check_architecture, check_decoder, check_encoder
+from vaelab.checking.results import Check, Report
+from vaelab.checking.training import ShortTraining, train_and_score
 
 SIGNATURES = {
     "Encoder": "class Encoder(nn.Module) with forward(x) -> (mu, logvar)",
@@ -167,7 +167,7 @@ def side_by_side(yours: dict, ex, settings: ShortTraining, data) -> dict[str, st
     import base64
     import io
 
-    from vaelab.check.training import ReferenceModel
+    from vaelab.checking.training import ReferenceModel
     from vaelab.report.charts import manifold_panels, scatter_panels
 
     pieces = {p: reference.PIECES[p] for p in ("reparameterize", "kl_divergence", "reconstruction_loss")}

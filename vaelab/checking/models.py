@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab.check.results import Check
-from vaelab.check.training import bce_logits, bce_probabilities
+from vaelab.checking.results import Check
+from vaelab.checking.training import bce_logits, bce_probabilities
 
 SHAPE = (1, 28, 28)
 CLASSES = 10

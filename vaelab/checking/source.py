@@ -11,7 +11,7 @@ import json
 import types
 from pathlib import Path
 
-from vaelab.check.exercises import PIECES
+from vaelab.checking.exercises import PIECES
 from vaelab.errors import VaelabError
 
 SAFE_CALLS = ("device", "dataclass", "field", "TypeVar", "namedtuple")  # calls a definition cell may make

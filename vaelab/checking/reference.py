@@ -5,7 +5,7 @@ over pixels or latent dimensions, averaged over the batch) built from vaelab/los
 import torch
 
 from vaelab import losses
-from vaelab.check.training import bce_logits, bce_probabilities
+from vaelab.checking.training import bce_logits, bce_probabilities
 from vaelab.models.common import reparameterize as _reparameterize
 
 

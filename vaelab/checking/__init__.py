@@ -1,5 +1,5 @@
 """`vaelab check`: whether a student's own VAE pieces are right, and an auto-grader for a teacher.
-`vaelab.check(...)` is the function `check` below (the module is callable).
+`vaelab.check(...)` is the function `check` below.
 
     >>> report = vaelab.check("my_vae.py", exercise="conv")   # a table in Jupyter, text when printed
     >>> report.failed()                                        # ids of the checks that did not pass
@@ -17,13 +17,11 @@
 Modules outside this folder import from here only; the tests check it.
 """
 
-import sys
-import types
 from pathlib import Path
 
-from vaelab.check.exercises import EXERCISES, PIECES
-from vaelab.check.results import Check, Report, Reports, apply_rubric, read_rubric, render
-from vaelab.check.training import ShortTraining
+from vaelab.checking.exercises import EXERCISES, PIECES
+from vaelab.checking.results import Check, Report, Reports, apply_rubric, read_rubric, render
+from vaelab.checking.training import ShortTraining
 from vaelab.errors import VaelabError
 
 __all__ = ["EXERCISES", "PIECES", "Check", "Report", "Reports", "ShortTraining", "check", "render"]
@@ -42,7 +40,7 @@ def check(
     figures: bool | None = None,
     **objects,
 ):
-    """Check a student's VAE pieces against `exercise` (vaelab.check.EXERCISES): a Report, or Reports
+    """Check a student's VAE pieces against `exercise` (vaelab.checking.EXERCISES): a Report, or Reports
     for a folder. Shown in Jupyter as a table; `print(report)` gives text.
 
     source: a .py file, a notebook (.ipynb; its definitions are run, not its training), a folder of
@@ -63,12 +61,12 @@ def check(
         >>> report.failed()
         []
     """
-    from vaelab.check.exercises import get_exercise
+    from vaelab.checking.exercises import get_exercise
 
     get_exercise(exercise)  # an unknown name fails before any work
     points = read_rubric(rubric) if isinstance(rubric, (str, Path)) else rubric
     if isinstance(source, (str, Path)) and Path(source).is_dir():
-        from vaelab.check.runner import submissions_in
+        from vaelab.checking.runner import submissions_in
 
         files = submissions_in(Path(source))
         if not files:
@@ -91,29 +89,18 @@ def _one(source, exercise, names, train, isolate, time_limit, memory_mb, figures
         if not path.is_file():
             raise VaelabError(f"{path} does not exist: give a .py file, a notebook (.ipynb) or a folder of them")
         if isolate is None or isolate:
-            from vaelab.check.runner import check_isolated
+            from vaelab.checking.runner import check_isolated
 
             return check_isolated(path, exercise, names, train, time_limit, memory_mb, figures)
-        from vaelab.check.worker import check_source
+        from vaelab.checking.worker import check_source
 
         return check_source(str(path), exercise, names, train, time_limit, figures)
-    from vaelab.check.core import run_checks
-    from vaelab.check.source import find_pieces
+    from vaelab.checking.core import run_checks
+    from vaelab.checking.source import find_pieces
 
     name = getattr(source, "__name__", "your pieces") if source is not None else "your pieces"
     found = find_pieces(source, names, **objects)
     return run_checks(found, exercise, name, train=train, time_limit=time_limit, figures=figures)
-
-
-class _CallableModule(types.ModuleType):
-    """`vaelab.check` is this folder once it is imported (Python sets a package's sub-module as its
-    attribute), and it is also the function: calling the module calls `check`."""
-
-    def __call__(self, *args, **kwargs):
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 
 def _module_name(text: str) -> bool:

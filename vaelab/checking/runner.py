@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaelab.check.core import run_checks
-from vaelab.check.results import Check, Report
+from vaelab.checking.core import run_checks
+from vaelab.checking.results import Check, Report
 
 OUTPUT_LIMIT = 10 * 2**20  # bytes a submission may print
 SUFFIXES = (".py", ".ipynb")
@@ -56,7 +56,7 @@ def check_isolated(
         env.setdefault("OMP_NUM_THREADS", "1")
         with open(log, "wb") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "vaelab.check.worker", json.dumps(args)],
+                [sys.executable, "-m", "vaelab.checking.worker", json.dumps(args)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Checks of a student's functions against vaelab's references (vaelab/check/reference.py), on random
+"""Checks of a student's functions against vaelab's references (vaelab/checking/reference.py), on random
 and edge-case inputs. When a value is wrong, the usual mistakes are tried one by one, so the message
 says which it is in the exercise's terms (the KL's sign, a mean where a sum belongs, log σ² taken
 for σ, ...). Each function returns Check objects; nothing here raises for a student's error."""
@@ -8,9 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vaelab.check import reference
-from vaelab.check.results import Check
-from vaelab.check.training import bce_logits
+from vaelab.checking import reference
+from vaelab.checking.results import Check
+from vaelab.checking.training import bce_logits
 
 B, D, PIXELS = 16, 8, 784  # batch, latent dimensions and pixels of the random inputs
 LOG_2PI = math.log(2 * math.pi)

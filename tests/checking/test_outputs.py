@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 import vaelab
-from vaelab.check import render
+from vaelab.checking import render
 
 STUDENTS = Path(__file__).resolve().parent / "students"
 
@@ -48,7 +48,7 @@ def test_junit_xml_has_suites_cases_and_failures(reports):
         assert int(suite.get("tests")) == len(cases) == len(report.checks)
         assert int(suite.get("failures")) == len([c for c in cases if c.find("failure") is not None])
         assert int(suite.get("skipped")) == len([c for c in cases if c.find("skipped") is not None]) == 1
-        assert all(c.get("classname") == "vaelab.check.mlp" and c.get("name") for c in cases)
+        assert all(c.get("classname") == "vaelab.checking.mlp" and c.get("name") for c in cases)
     failures = [c for c in suites[1].findall("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failures] == ["kl_divergence.value"]
     assert "wrong sign" in failures[0].find("failure").get("message")

@@ -1,4 +1,4 @@
-"""The process a submission is checked in (`vaelab.check.runner` starts it): reads the submission,
+"""The process a submission is checked in (`vaelab.checking.runner` starts it): reads the submission,
 runs the checks, writes the report as JSON. Its one argument is a JSON object of check_source's
 arguments and "out", the file to write. Whatever the student's code prints goes to this process's
 output, which the runner keeps apart from the report."""
@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from vaelab.check.core import run_checks
-from vaelab.check.results import Check, Report
-from vaelab.check.source import find_pieces
+from vaelab.checking.core import run_checks
+from vaelab.checking.results import Check, Report
+from vaelab.checking.source import find_pieces
 
 
 def check_source(
