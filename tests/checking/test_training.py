@@ -16,7 +16,9 @@ STUDENTS = Path(__file__).resolve().parent / "students"
     [("mlp_correct.py", "mlp"), ("mlp_sigmoid.py", "mlp"), ("conv_correct.py", "conv"), ("cvae_correct.py", "cvae")],
 )
 def test_a_correct_solution_lands_in_the_band(name, exercise):
-    report = vaelab.check(STUDENTS / name, exercise, isolate=False)
+    # what is asserted is the band; the time limit (a hanging submission) is tested in test_runner.py,
+    # and 2 epochs can pass 180 s on a loaded 2-core machine
+    report = vaelab.check(STUDENTS / name, exercise, isolate=False, time_limit=900)
     band = {c.id: c for c in report.checks}["training.band"]
     assert band.passed, report.table()
     assert "after 2 epochs on mnist-sample (batch 32)" in band.message
