@@ -196,7 +196,7 @@ RUN_BELOW = {  # the other subcommands, with what each must print
     ),
     "export": (["export", "{run}", "--format", "torchscript", "--out", "{tmp}/export"], "wrote {tmp}/export/encoder"),
     "check": (  # a student's correct file (tests/checking has the rest: mistakes, outputs, folders)
-        ["check", str(Path(__file__).parent.parent / "check" / "students" / "mlp_correct.py"), "--exercise", "mlp"],
+        ["check", str(Path(__file__).parent.parent / "checking" / "students" / "mlp_correct.py"), "--exercise", "mlp"],
         "ok    training.band",
     ),
 }
