@@ -57,7 +57,7 @@ from vaelab.training.stopping import Interrupted, StopSignals
 
 log = logging.getLogger(__name__)
 SHARED = ("model", "dataset", "data_dir", "epochs", "batch_size", "objective", "likelihood", "gaussian_std", "kl")
-SHARED += ("binarize", "device", "speed", "precision")  # the settings runs of one batch must share
+SHARED += ("mmd_codes", "binarize", "device", "speed", "precision")  # the settings runs of one batch must share
 
 
 def batch_key(cfg: TrainConfig, model_config) -> tuple | None:
