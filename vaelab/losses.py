@@ -82,8 +82,15 @@ def kl_monte_carlo(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> t
 
 
 def rbf_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """k(a, b) = exp(-|a - b|^2 / dim), the Gaussian kernel with 2 sigma^2 = latent size."""
-    return torch.exp(-torch.cdist(a, b).pow(2) / a.shape[1])
+    """k(a, b) = exp(-|a - b|^2 / dim), the Gaussian kernel with 2 sigma^2 = latent size.
+
+    The squared distances are summed from the differences, as InfoVAE's reference code does
+    (`compute_kernel`), not taken from `torch.cdist`: cdist computes |a|^2 + |b|^2 - 2 a.b for more
+    than 25 rows, which cancels catastrophically when the codes bunch together (a collapsing run),
+    and its square root has no gradient at 0. The differences are exact there, so the MMD's
+    gradient is too, and a run batched with others (vaelab/training/batched.py) gets the gradient
+    it gets alone."""
+    return torch.exp(-(a[:, None, :] - b[None, :, :]).pow(2).sum(-1) / a.shape[1])
 
 
 def mmd(z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
