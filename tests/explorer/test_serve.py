@@ -275,9 +275,12 @@ def test_serve_prints_its_address_and_answers(run_dirs):
         process.wait(30)
 
 
-def test_the_serve_command_exits_2_on_a_bad_run_folder(tmp_path):
+def test_the_serve_command_exits_2_on_a_bad_run_folder_and_gives_back_torchs_threads(tmp_path):
+    """The server decodes on one thread; a notebook that served and stopped trains on all of them again."""
+    threads = torch.get_num_threads()
     result = vaelab_cli("serve", tmp_path / "nowhere")
     assert result.returncode == 2 and "does not exist" in result.stderr
+    assert torch.get_num_threads() == threads
 
 
 def test_import_vaelab_and_the_cli_leave_the_web_stack_alone():

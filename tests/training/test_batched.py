@@ -4,10 +4,14 @@ Tolerance: the batched step computes each run's matrix products and convolutions
 (grouped) operation, which may sum in another order, so values agree to float32 rounding carried
 through a few steps: 1e-4 relative on every metric, and on every weight tensor and Adam moment
 1e-4 in norm relative to the tensor's norm (measured on a 2-core x86 CPU: up to 3e-7 relative on
-the metrics, 1e-5 on a conv gradient's moment, 3.3e-6 on the MMD cvae's; the mlp often bit for
-bit). The MMD cvae's decoder moments were 2.3e-4 off while the kernel took its distances from
-torch.cdist, whose |a|^2 + |b|^2 - 2 a.b cancels when the codes bunch together
-(tests/test_losses.py); the tolerance caught it.
+the metrics, 1e-5 on a conv gradient's moment; the mlp often bit for bit).
+
+One tensor can be further apart than that, and is as far apart from itself: the MMD cvae's
+decoder weights that multiply z. After 8 steps its codes carry nothing yet (z is the prior's noise),
+so their gradient sum_b delta_b z_b nearly cancels and its rounding grows: its Adam moments were
+1.4e-4 and 2.3e-4 apart, batched and alone at 1 thread, and the run alone at 1 thread and at 2
+threads is apart by exactly as much. So a checkpoint tensor may differ by up to twice what the run
+alone differs from itself under another thread count (trained in the test), at most 1e-3.
 """
 
 from dataclasses import replace
@@ -22,6 +26,7 @@ from vaelab.training import resume, train
 from vaelab.training.batched import train_batched
 
 RTOL = 1e-4
+CAP = 1e-3  # the most the float32 floor may widen a bound: a real fault (other noise, a lost step) is far above
 CASES = {  # model -> the settings of the second run, beside a first with the defaults and seed 0
     "mlp": dict(seed=1, beta=2.0, lr=2e-3, clip_grad=5.0, kl_warmup=1.0, lr_warmup=3),
     "conv": dict(seed=1, lr=5e-4, binarize="dynamic"),  # a fresh Bernoulli draw per batch: the run's own noise
@@ -43,8 +48,10 @@ def settings(model: str, device: str = "cpu", speed: str = "eager") -> list[Trai
     return [replace(base, binarize=second.binarize, objective=second.objective), second]
 
 
-def assert_same_run(batched, alone):
-    """Every metric of every epoch, the weights and Adam's moments agree within the tolerance."""
+def assert_same_run(batched, alone, floor=None):
+    """Every metric of every epoch, the weights and Adam's moments agree within the tolerance, or
+    within twice the distance from `alone` of `floor`, the run alone under another thread count."""
+    slack = read_safetensors(floor / CHECKPOINT)[0] if floor else {}
     rows, expected = read_metrics(batched), read_metrics(alone)
     assert len(rows) == len(expected) > 0
     for row, want in zip(rows, expected, strict=True):
@@ -56,10 +63,28 @@ def assert_same_run(batched, alone):
         assert got.keys() == want.keys()
         for key, tensor in want.items():
             if tensor.is_floating_point():
-                error = (got[key] - tensor).norm() / tensor.norm().clamp_min(1e-12)
-                assert error < RTOL, (name, key, error.item())
+                error = distance(got[key], tensor)
+                bound = max(RTOL, min(CAP, 2 * distance(slack[key], tensor))) if name == CHECKPOINT and slack else RTOL
+                assert error < bound, (name, key, error, bound)
             elif not key.startswith("meta"):  # generator states, Adam's step counts
                 assert torch.equal(got[key], tensor), (name, key)
+
+
+def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a - b| / |b|, the norms of the whole tensors."""
+    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
+
+
+def trained_on_other_threads(cfg, out, data):
+    """The run alone again, with 1 thread where torch has more and 2 where it has 1: the same
+    run summed in another order, whose distance is the float32 floor of this run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        train(cfg, {}, out=str(out), progress=False, data=data)
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 @pytest.mark.parametrize("model", sorted(CASES))
@@ -69,7 +94,8 @@ def test_a_run_in_a_batch_is_the_run_trained_alone(model, small, tmp_path):
     assert outcome == [(tmp_path / "b0", None), (tmp_path / "b1", None)]
     for i, cfg in enumerate(cfgs):
         train(cfg, {}, out=str(tmp_path / f"a{i}"), progress=False, data=small)
-        assert_same_run(tmp_path / f"b{i}", tmp_path / f"a{i}")
+        floor = trained_on_other_threads(cfg, tmp_path / f"t{i}", small)
+        assert_same_run(tmp_path / f"b{i}", tmp_path / f"a{i}", floor)
     first, second = (read_metrics(tmp_path / f"b{i}")[-1]["test_elbo"] for i in (0, 1))
     assert first != second  # two runs, not one run twice
 

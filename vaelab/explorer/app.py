@@ -96,20 +96,30 @@ def serve(run_dirs: list, host: str = "127.0.0.1", port: int = 8000, trust_code:
     """Load the runs, print the address, and serve until Ctrl-C (`trust_code`: see vaelab/models/custom.py)."""
     try:
         import starlette  # noqa: F401 (create_app's framework)
-        import uvicorn
+        import uvicorn  # noqa: F401 (_serve's server)
     except ImportError:
         raise VaelabError("the explorer needs its web server: pip install 'vaelab[serve]'") from None
-    with listen(host, port) as sock:  # before the runs load, so a busy port fails at once
-        torch.set_num_threads(1)  # single decodes are latency-bound; more threads only add hand-offs
-        app = create_app(load_runs(run_dirs, trust_code), allowed_hosts(host, sock))
-        log.info(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)")
-        if not is_loopback(sock.getsockname()[0]):
-            log.warning(
-                f"vaelab explorer: warning: listening on {host}, so anyone who can reach this machine can use "
-                f"the explorer, which has no login; --host 127.0.0.1 keeps it to this machine"
-            )
-        config = uvicorn.Config(app, log_level="warning", http=guarded_protocol(), timeout_keep_alive=5)
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the intent
-            log.info("vaelab explorer: stopped")
+    threads = torch.get_num_threads()  # given back at the end: a notebook's training must not stay on one
+    try:
+        with listen(host, port) as sock:  # before the runs load, so a busy port fails at once
+            torch.set_num_threads(1)  # single decodes are latency-bound; more threads only add hand-offs
+            _serve(sock, host, load_runs(run_dirs, trust_code))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _serve(sock, host: str, runs) -> None:
+    import uvicorn
+
+    app = create_app(runs, allowed_hosts(host, sock))
+    log.info(f"vaelab explorer: {address(sock)}  (Ctrl-C stops it)")
+    if not is_loopback(sock.getsockname()[0]):
+        log.warning(
+            f"vaelab explorer: warning: listening on {host}, so anyone who can reach this machine can use "
+            f"the explorer, which has no login; --host 127.0.0.1 keeps it to this machine"
+        )
+    config = uvicorn.Config(app, log_level="warning", http=guarded_protocol(), timeout_keep_alive=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the intent
+        log.info("vaelab explorer: stopped")
