@@ -12,6 +12,21 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist the workers share the cores: each gets its share of threads (OpenMP threads
+# that outnumber the cores spin against each other and slow every worker many times over), and
+# the processes, kernels and servers its tests start inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+
+
+def pytest_collection_modifyitems(config, items):
+    """With several workers the slow tests start first, so none of them is left to run alone at
+    the end (longest first is the classic schedule for jobs on parallel machines)."""
+    if getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 CHROMIUM = os.environ.get("VAELAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
