@@ -82,6 +82,27 @@ def needs_chromium():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set VAELAB_CHROMIUM)")
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """The session's base temp folder; under pytest-xdist, its parent, which every worker shares."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """vaelab's cache (the sample-quality classifiers it trains once per data set) in one folder of
+    the test session, shared by its workers and by the commands, kernels and processes its tests
+    start: the suite starts from an empty cache, as on a new machine, and never touches the user's."""
+    folder = shared_root(tmp_path_factory) / "xdg-cache"
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def sample():
     """The bundled 5,000 MNIST digits (4,000 train / 1,000 test)."""
@@ -101,10 +122,9 @@ def trained_run(tmp_path_factory):
     from vaelab.config import TrainConfig
     from vaelab.training import train
 
-    # Under pytest-xdist every worker has its own base temp folder; its parent is the run's, so
-    # the workers share one set of trained runs: the first to ask trains, the others wait and read.
-    root = tmp_path_factory.getbasetemp()
-    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    # Under pytest-xdist the workers share one set of trained runs: the first to ask trains, the
+    # others wait and read.
+    root = shared_root(tmp_path_factory)
     folders, trained = {}, {}
 
     def run(model: str) -> Path:

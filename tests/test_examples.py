@@ -38,8 +38,7 @@ def test_the_check_notebook_fails_the_broken_file_and_passes_the_fixed_one(tmp_p
 
 @pytest.mark.slow  # a Jupyter kernel for each notebook
 @pytest.mark.parametrize("path", FIGURES, ids=[p.stem for p in FIGURES])
-def test_the_notebook_runs_and_shows_its_figures(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own classifier cache, as on a new machine
+def test_the_notebook_runs_and_shows_its_figures(path, tmp_path):
     outputs = executed(path, tmp_path)
     assert not [o for o in outputs if o.output_type == "error"]
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
