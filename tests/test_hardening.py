@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import vaelab_cli
 from PIL import Image
 
 from vaelab import cli, runs
@@ -585,24 +586,25 @@ def test_callbacks_are_checked_before_the_run_folder_is_made(tmp_path, callbacks
 @pytest.mark.parametrize(
     "call,message",
     [
-        (lambda run: run.samples(n=10**7), "--samples must be from 1 to 10000"),
-        (lambda run: run.manifold(grid=10**6), "--grid must be from 2 to 64"),
-        (lambda run: run.class_grid(per_class=0), "--per-class must be from 1 to 20"),
-        (lambda run: run.walks(steps=10**5), "--steps must be from 2 to 32"),
-        (lambda run: run.walks(pairs=[(1, 11)]), "--walk 1:11: not a pair of classes"),
-        (lambda run: run.scatter(z="x"), "--z must be one of mean, sample"),
-        (lambda run: run.manifold(label=3), "is not conditional; leave label out"),
-        (lambda run: run.samples(seed=-1), "--seed must be from 0 to"),
-        (lambda run: run.resume(epochs=2**40), "--epochs must be at most 100000"),
-        (lambda run: run.walks(pairs="1:7"), "--walk must be a list of pairs of whole numbers"),
-        (lambda run: run.walks(pairs=[(1,)]), "--walk must be a list of pairs of whole numbers"),
-        (lambda run: vaelab_load(run.dir, device="tpu"), "--device must be one of"),
+        (lambda run: run.samples(n=10**7), "n must be from 1 to 10000"),
+        (lambda run: run.manifold(grid=10**6), "grid must be from 2 to 64"),
+        (lambda run: run.class_grid(per_class=0), "per_class must be from 1 to 20"),
+        (lambda run: run.walks(steps=10**5), "steps must be from 2 to 32"),
+        (lambda run: run.walks(pairs=[(1, 11)]), "pairs 1:11: not a pair of classes"),
+        (lambda run: run.scatter(z="x"), "z must be one of mean, sample"),
+        (lambda run: run.manifold(label=3), "this run.s model \\(mlp\\) is not conditional; leave label out"),
+        (lambda run: run.samples(seed=-1), "seed must be from 0 to"),
+        (lambda run: run.resume(epochs=2**40), "epochs must be at most 100000"),
+        (lambda run: run.walks(pairs="1:7"), "pairs must be a list of pairs of whole numbers"),
+        (lambda run: run.walks(pairs=[(1,)]), "pairs must be a list of pairs of whole numbers"),
+        (lambda run: vaelab_load(run.dir, device="tpu"), "device must be one of"),
     ],
 )
 def test_the_notebook_api_bounds_what_the_cli_bounds(untrained_run, call, message):
+    """The same bounds, named as the notebook's caller wrote them (`n`, `pairs`, `per_class`), not as flags."""
     import vaelab
 
-    with pytest.raises(VaelabError, match=message):
+    with pytest.raises(VaelabError, match="^" + message):
         call(vaelab.load(untrained_run))
 
 
@@ -643,3 +645,23 @@ def test_a_typo_in_a_setting_gets_did_you_mean(tmp_path):
     with pytest.raises(VaelabError, match="has no setting 'epoch'; did you mean epochs"):
         vaelab.train("mlp", "mnist-sample", epoch=1, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "keyword, flag, value, message",
+    [
+        ("batch_size", "--batch-size", 0, "must be at least 1, got 0"),
+        ("lr", "--lr", "nan", "must be a finite number, got nan"),
+        ("device", "--device", "tpu", "must be one of"),
+    ],
+)
+def test_a_bad_setting_is_named_as_its_caller_wrote_it(keyword, flag, value, message):
+    """In Python the keyword (`batch_size=0`), on the command line the flag (`--batch-size 0`):
+    a notebook's user never sees a flag they did not type, and a shell's user never a keyword."""
+    import vaelab
+
+    given = float(value) if value == "nan" else value
+    with pytest.raises(VaelabError, match=f"^{keyword} {message}"):
+        vaelab.train("mlp", "mnist-sample", **{keyword: given})
+    result = vaelab_cli("train", "--dataset", "mnist-sample", flag, value)
+    assert result.returncode == 2 and f"{flag} {message}" in result.stderr, result.stderr

@@ -26,7 +26,7 @@ from vaelab import latent, runs
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write
 from vaelab.images import save_figure_png
-from vaelab.options import check, opt
+from vaelab.options import as_given, check, named, opt
 from vaelab.report import GRID_LIMITS, grid_size
 from vaelab.report.pages import figure, markdown_table, page, table
 
@@ -92,7 +92,9 @@ class CompareSettings:
     def __post_init__(self):
         check(self)
         if 0 < self.quality_samples < 100:
-            raise VaelabError(f"--quality-samples must be 0 (skip) or at least 100, got {self.quality_samples}")
+            raise VaelabError(
+                f"{named('quality_samples')} must be 0 (skip) or at least 100, got {self.quality_samples}"
+            )
 
 
 def run_summary(run: runs.Run, name: str | None = None) -> dict:
@@ -205,7 +207,7 @@ def manifold_tiles(run, grid: int = 15, label: int = 4):
     classes = run.model.config.num_classes
     conditional = classes > 0
     if conditional and not 0 <= label < classes:
-        raise VaelabError(f"--label {label} is not a class of {run.dir}: use 0..{classes - 1}")
+        raise VaelabError(f"{as_given('label', label)} is not a class of {run.dir}: use 0..{classes - 1}")
     tiles = latent.decode_grid(run.model, plane, bounds, grid, label if conditional else None)
     return (tiles, *latent.grid_values(bounds, grid), plane.names)
 

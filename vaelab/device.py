@@ -7,6 +7,7 @@ import re
 import torch
 
 from vaelab.errors import VaelabError
+from vaelab.options import as_given, named
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N, the N-th CUDA GPU
 
@@ -21,7 +22,7 @@ def device_problem(name) -> str | None:
 def resolve_device(name: str) -> torch.device:
     """The device `name` means on this machine: auto picks a CUDA GPU, else Apple's GPU (mps), else the CPU."""
     if problem := device_problem(name):
-        raise VaelabError(f"--device {problem}")
+        raise VaelabError(f"{named('device')} {problem}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     if name.startswith("cuda"):
@@ -29,12 +30,13 @@ def resolve_device(name: str) -> torch.device:
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= count:
             raise VaelabError(
-                f"--device {name} was asked for but PyTorch sees {count} CUDA GPU"
-                f"{'s' * (count != 1)}; use --device {'cuda:0' if count else 'cpu'} or auto"
+                f"{as_given('device', name)} was asked for but PyTorch sees {count} CUDA GPU"
+                f"{'s' * (count != 1)}; use {as_given('device', 'cuda:0' if count else 'cpu')} or auto"
             )
     if name == "mps" and not mps_available():
         raise VaelabError(
-            "--device mps (Apple's GPU) was asked for but this PyTorch has none; use --device cpu or auto"
+            f"{as_given('device', 'mps')} (Apple's GPU) was asked for but this PyTorch has none; "
+            f"use {as_given('device', 'cpu')} or auto"
         )
     return torch.device(name)
 

@@ -21,6 +21,7 @@ from vaelab import runs
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, make_folder
 from vaelab.models import VAE
+from vaelab.options import named
 
 FORMATS = ("onnx", "torchscript")
 PARTS = ("decoder", "encoder", "both")
@@ -97,9 +98,9 @@ def export_run(run_dir, fmt: str = "onnx", part: str = "both", out=None, trust_c
     """Write the run's decoder and/or encoder in `fmt` to `out` (default RUN/export/), one file per
     part, each whole or not at all and never through a symbolic link; returns the paths."""
     if fmt not in FORMATS:
-        raise VaelabError(f"--format is one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise VaelabError(f"{named('format')} is one of {', '.join(FORMATS)}, not {fmt!r}")
     if part not in PARTS:
-        raise VaelabError(f"--part is one of {', '.join(PARTS)}, not {part!r}")
+        raise VaelabError(f"{named('part')} is one of {', '.join(PARTS)}, not {part!r}")
     if fmt == "onnx":
         try:
             import onnxscript  # noqa: F401 (torch.onnx's exporter needs it)

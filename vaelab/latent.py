@@ -19,6 +19,7 @@ from vaelab.data.pixels import to_float
 from vaelab.device import device_of
 from vaelab.errors import VaelabError
 from vaelab.images import tile
+from vaelab.options import named
 
 SCATTER_POINTS = 5000  # test images on a latent scatter: at most this many, a seeded random subset
 
@@ -80,9 +81,11 @@ def sample_prior(model, n: int, seed: int = 0, label: int | None = None):
     for equally."""
     c = model.config
     if label is not None and not c.num_classes:
-        raise VaelabError("--label needs a conditional model (cvae or cvae-mlp); this run's model is not conditional")
+        raise VaelabError(
+            f"{named('label')} needs a conditional model (cvae or cvae-mlp); this run's model is not conditional"
+        )
     if label is not None and not 0 <= label < c.num_classes:
-        raise VaelabError(f"--label must be a class index in 0..{c.num_classes - 1}, got {label}")
+        raise VaelabError(f"{named('label')} must be a class index in 0..{c.num_classes - 1}, got {label}")
     z = torch.randn(n, c.latent_dim, generator=torch.Generator().manual_seed(seed))
     if not c.num_classes:
         return z, None

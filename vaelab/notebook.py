@@ -10,6 +10,7 @@ from pathlib import Path
 from vaelab import runs
 from vaelab.errors import VaelabError
 from vaelab.history import History
+from vaelab.options import keywords
 from vaelab.report import figures
 
 
@@ -73,12 +74,14 @@ class Run(runs.Run):
 
     def walks(self, pairs=((1, 7), (4, 9), (3, 8)), steps: int = 10):
         """Decoded images on the line in z between a test image of class A and one of class B."""
-        s = self._settings(walk=pairs, steps=steps)
+        with keywords(walk="pairs"):
+            s = self._settings(walk=pairs, steps=steps)
         return figures.walks(self, s.walk, s.steps)[0]
 
     def samples(self, n: int = 64, label: int | None = None, seed: int = 0):
         """n images from z ~ N(0, I) (a CVAE: with `label`, or every label in turn)."""
-        s = self._settings(samples=n, seed=seed)
+        with keywords(samples="n"):
+            s = self._settings(samples=n, seed=seed)
         return figures.samples(self, s.samples, s.seed, None if label is None else self._label(label))[0]
 
     def reconstructions(self):

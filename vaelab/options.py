@@ -51,13 +51,33 @@ def opt(default, help: str, **checks):
     return field(default=default, metadata={"help": help, **checks})
 
 
+KEYWORDS = contextvars.ContextVar("vaelab_keywords", default=())  # (setting, keyword) pairs a Python call used
+
+
+@contextlib.contextmanager
+def keywords(**names: str):
+    """`with keywords(samples="n"):` a problem with the setting `samples` names the keyword `n`
+    that the Python caller gave it (the notebook API's `run.samples(n=...)`)."""
+    token = KEYWORDS.set((*KEYWORDS.get(), *names.items()))
+    try:
+        yield
+    finally:
+        KEYWORDS.reset(token)
+
+
 def flag_name(name: str, meta=None) -> str:
     return (meta or {}).get("flag") or "--" + name.replace("_", "-")
 
 
+def named(name: str, meta=None) -> str:
+    """A setting as its caller names it: its flag on the command line (`--batch-size`), its keyword
+    in Python (`batch_size`; `n` where the call took it so)."""
+    return flag_name(name, meta) if CALLER.get() == "cli" else dict(KEYWORDS.get()).get(name, name.rstrip("_"))
+
+
 def problem(name: str, value, meta) -> str | None:
     """What is wrong with `value` for the field `name` with metadata `meta`, or None."""
-    flag = flag_name(name, meta)
+    flag = named(name, meta)
     if value is None:
         return None
     if isinstance(value, tuple) and len(value) > meta.get("items", len(value)):  # what it costs grows with them
@@ -120,7 +140,7 @@ def type_problem(name: str, value, tp, meta) -> str | None:
         if ok:
             return None
         names.append(what)
-    return f"{flag_name(name, meta)} must be {' or '.join(names)}, got {value!r}"
+    return f"{named(name, meta)} must be {' or '.join(names)}, got {value!r}"
 
 
 def check(settings) -> None:

@@ -121,7 +121,7 @@ def test_classes_outside_the_runs_data_are_refused_before_any_work(runs, capsys,
 
 
 def test_make_report_refuses_bad_settings_with_the_fix(runs):
-    with pytest.raises(VaelabError, match="--grid must be from 2 to 64, got 100"):
+    with pytest.raises(VaelabError, match="^grid must be from 2 to 64, got 100"):
         make_report(runs.conv, grid=100)
 
 

@@ -377,7 +377,7 @@ def test_a_new_lr_reaches_config_json_only_with_an_epoch_that_finishes(first_epo
 def test_a_failed_overwrite_keeps_the_finished_run(first_epoch, tmp_path):
     run = copy(first_epoch, tmp_path / "run")
     before = snapshot(run)
-    with pytest.raises(VaelabError, match="--batch-size 5000 is larger than the 4000 training images"):
+    with pytest.raises(VaelabError, match="batch_size=5000 is larger than the 4000 training images"):
         train(TrainConfig(**{**SETTINGS, "batch_size": 5000}, epochs=1), out=run, overwrite=True, progress=False)
     assert snapshot(run) == before
     (run / "notes.txt").write_text("mine")

@@ -60,7 +60,7 @@ def test_bf16_autocast_trains_to_nearly_the_same_loss(tmp_path):
 
 def test_graph_needs_cuda_and_says_so():
     model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
-    with pytest.raises(VaelabError, match="needs a CUDA device; on this machine use --speed auto"):
+    with pytest.raises(VaelabError, match="needs a CUDA device; on this machine use speed='auto'"):
         plan("graph", torch.device("cpu"), model)
     with pytest.raises(VaelabError, match="one process"):
         plan("graph", torch.device("cuda"), model, world=2)
@@ -108,6 +108,6 @@ def test_fp16_scales_the_gradients_and_resumes_with_its_scaler(tmp_path):
 
 def test_fp16_never_runs_in_a_cuda_graph():
     model = build_model("mlp", make_config("mlp", (1, 28, 28), 10))
-    with pytest.raises(VaelabError, match="fp16 scales the gradients"):
+    with pytest.raises(VaelabError, match="precision='fp16' scales the gradients"):
         plan("graph", torch.device("cuda"), model, precision="fp16")
     assert plan("auto", torch.device("cuda"), model, precision="fp16").mode == "eager"

@@ -43,7 +43,7 @@ def test_an_existing_run_folder_is_not_overwritten(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     cfg = TrainConfig(model="mlp", dataset="mnist-sample", epochs=1)
-    with pytest.raises(VaelabError, match="already exists.*--resume.*--overwrite"):
+    with pytest.raises(VaelabError, match=r"already exists.*vaelab\.resume\(.*overwrite=True"):
         train(cfg, out=str(out), progress=False)
     assert (out / "notes.txt").read_text() == "keep me"
 

@@ -5,6 +5,7 @@ Only the CLI imports this module; the library never sees argparse.
 """
 
 import argparse
+import functools
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -116,9 +117,10 @@ def value_parser(f):
             value = convert(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-        message = problem(
-            f.name, value, {k: v for k, v in meta.items() if k != "choices"}
-        )  # argparse names a bad choice
+        with options.caller("cli"):  # a flag's value: its problem names the flag
+            message = problem(
+                f.name, value, {k: v for k, v in meta.items() if k != "choices"}
+            )  # argparse names a bad choice
         if message:
             raise argparse.ArgumentTypeError(message)
         return value
@@ -204,3 +206,14 @@ def numeric_names(*classes) -> list[str]:
 
     classes = [*classes, *(config_cls for config_cls, *_ in FAMILIES.values())]
     return sorted({f.name for cls in classes for f in fields(cls) if is_numeric(f)})
+
+
+def command(handler):
+    """A subcommand's handler, whose messages name settings as flags (`--batch-size`), however it is called."""
+
+    @functools.wraps(handler)
+    def run(args):
+        with options.caller("cli"):
+            return handler(args)
+
+    return run

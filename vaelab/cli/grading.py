@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from vaelab.cli import flags
 from vaelab.cli.help import HELP
 
 FORMATS = ("table", "json", "gradescope", "junit")
@@ -22,7 +23,7 @@ def add_check_parser(sub) -> None:
     p.add_argument("--no-train", action="store_true", help="skip the short training against the reference band")
     p.add_argument("--time-limit", type=float, default=180.0, help="seconds per submission (default: 180)")
     p.add_argument("--memory-limit", type=int, default=4096, help="MB of memory per submission (default: 4096)")
-    p.set_defaults(handler=cmd_check)
+    p.set_defaults(handler=flags.command(cmd_check))
 
 
 def cmd_check(args) -> int:

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: this process's); returns the exit status."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]  # paths given as Path objects too
     try:
-        args = build_parser(argv).parse_args(argv)
+        with caller("cli"):  # what the parser refuses is named by its flag too
+            args = build_parser(argv).parse_args(argv)
         args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
         args.argv = argv
         verbose = 0 if getattr(args, "quiet", False) else 2 if getattr(args, "verbose", False) else 1

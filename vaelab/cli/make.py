@@ -51,7 +51,7 @@ def add_train_parser(sub) -> None:
         "torch.distributed (same as torchrun --nproc-per-node N -m vaelab train ...; --batch-size stays "
         "the global batch)",
     )
-    p.set_defaults(handler=cmd_train)
+    p.set_defaults(handler=flags.command(cmd_train))
 
 
 def cmd_train(args) -> int | None:
@@ -134,7 +134,7 @@ def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help=HELP["demo"])
     p.add_argument("--epochs", type=flags.positive_int, help="epochs (default: 3 on MNIST, 10 on the sample)")
     p.add_argument("--out", help="run folder (default: runs/demo-DATASET-TIMESTAMP)")
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=flags.command(cmd_demo))
 
 
 def cmd_demo(args) -> None:
@@ -164,7 +164,7 @@ def add_sweep_parser(sub) -> None:
         help="spread the runs over N processes on this machine, each training its share (batched where it can); "
         "same as torchrun --nproc-per-node N -m vaelab sweep ...",
     )
-    p.set_defaults(handler=cmd_sweep, numeric=flags.numeric_names(TrainConfig))
+    p.set_defaults(handler=flags.command(cmd_sweep), numeric=flags.numeric_names(TrainConfig))
 
 
 def swept_setting(args, names) -> tuple[str, tuple]:

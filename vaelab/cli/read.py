@@ -16,7 +16,7 @@ from vaelab.options import MAX_SEED
 def add_data_parser(sub) -> None:
     p = sub.add_parser("data", help=HELP["data"])
     p.add_argument("--data-dir", help="also look in this folder")
-    p.set_defaults(handler=cmd_data)
+    p.set_defaults(handler=flags.command(cmd_data))
 
 
 def cmd_data(args) -> None:
@@ -37,7 +37,7 @@ def add_summary_parser(sub) -> None:
         "--num-classes", type=flags.positive_int, default=10, help="classes, for conditional models (default: 10)"
     )
     flags.add_model_options(p)
-    p.set_defaults(handler=cmd_summary)
+    p.set_defaults(handler=flags.command(cmd_summary))
 
 
 def cmd_summary(args) -> None:
@@ -68,7 +68,7 @@ def add_sample_parser(sub) -> None:
     )
     p.add_argument("--out", help="PNG file (default: RUN/samples.png)")
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_sample)
+    p.set_defaults(handler=flags.command(cmd_sample))
 
 
 def cmd_sample(args) -> None:
@@ -93,7 +93,7 @@ def add_report_parser(sub) -> None:
     p.add_argument("run", help="run folder")
     flags.add_fields(p, ReportSettings)
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_report, report_parser=p)
+    p.set_defaults(handler=flags.command(cmd_report), report_parser=p)
 
 
 def cmd_report(args) -> None:
@@ -116,7 +116,7 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--out", help="folder for compare.html and its figures (default: runs/compare-TIMESTAMP)")
     flags.add_fields(p, CompareSettings, skip=("classifier_epochs",))
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_compare)
+    p.set_defaults(handler=flags.command(cmd_compare))
 
 
 def cmd_compare(args) -> None:
@@ -142,7 +142,7 @@ def add_evaluate_parser(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_evaluate)
+    p.set_defaults(handler=flags.command(cmd_evaluate))
 
 
 def cmd_evaluate(args) -> None:
@@ -174,7 +174,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--part", choices=PARTS, default="both", help="which half (default: both)")
     p.add_argument("--out", help="folder for the files (default: RUN/export)")
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_export)
+    p.set_defaults(handler=flags.command(cmd_export))
 
 
 def cmd_export(args) -> None:
@@ -192,7 +192,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=flags.port_number, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
     flags.add_trust_code(p)
-    p.set_defaults(handler=cmd_serve)
+    p.set_defaults(handler=flags.command(cmd_serve))
 
 
 def cmd_serve(args) -> None:

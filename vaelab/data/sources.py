@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vaelab.data.formats import CIFAR_FOLDER, CIFAR_TRAIN
 from vaelab.errors import DataFormatError, VaelabError
+from vaelab.options import as_given
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
@@ -170,7 +171,8 @@ def search_places(spec: DatasetSpec, data_dir=None) -> list[tuple[Path, str]]:
 def check_data_dir(data_dir) -> None:
     if data_dir is not None and not Path(data_dir).is_dir():
         raise VaelabError(
-            f"--data-dir {data_dir} is not a folder; pass the folder that holds the data set's original files"
+            f"{as_given('data_dir', data_dir)} is not a folder; pass the folder that holds the data set's "
+            "original files"
         )
 
 

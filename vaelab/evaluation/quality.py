@@ -25,6 +25,7 @@ from torch import nn
 from vaelab.data.pixels import to_float
 from vaelab.device import device_of
 from vaelab.errors import CheckpointError
+from vaelab.options import as_given
 
 FORMAT = "vaelab-classifier-1"
 
@@ -135,7 +136,7 @@ def load_classifier(path: Path, device="cpu"):
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a wrong shape, or a tampered description
         raise CheckpointError(
             f"{path} does not hold the classifier it describes ({e}); delete it, or pass "
-            f"--retrain-classifier, and it is trained again"
+            f"{as_given('retrain_classifier', True)}, and it is trained again"
         ) from None
     return model.to(device).eval(), info
 

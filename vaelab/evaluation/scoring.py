@@ -34,6 +34,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.measures import cvae_classifier, elbo_terms, iw_scores, latent_classifiers, latent_stats
 from vaelab.evaluation.quality import can_judge
 from vaelab.evaluation.settings import EvalConfig
+from vaelab.options import as_given
 
 # ---- the whole evaluation of a run ---------------------------------------------------------------
 
@@ -74,7 +75,7 @@ def open_scoring(run_dir, cfg: EvalConfig, trust_code: bool = False, data=None) 
     mode = cfg.binarize or train_cfg.get("binarize", "none")
     if cfg.iw_images is not None and cfg.iw_images > len(run.data.test_x):
         raise VaelabError(
-            f"--iw-images {cfg.iw_images} is more than the {len(run.data.test_x):,} test images of "
+            f"{as_given('iw_images', cfg.iw_images)} is more than the {len(run.data.test_x):,} test images of "
             f"{run.data.name}; give at most {len(run.data.test_x)}, or leave it out to use them all"
         )
     lik = {"likelihood": train_cfg["likelihood"], "std": train_cfg["gaussian_std"]}

@@ -23,7 +23,7 @@ from torch import nn
 
 from vaelab.errors import VaelabError
 from vaelab.models.common import MAX_LATENT, check_data_fields, init_like_keras, one_hot
-from vaelab.options import check
+from vaelab.options import check, named
 
 DENSE_BIAS = 0.3  # the encoder's Dense ReLU layer starts with this bias: ConvEncoder.init_weights
 
@@ -63,7 +63,7 @@ class ConvConfig:
         check_data_fields(self)
         if not 1 <= len(self.channels) <= 6:
             raise VaelabError(
-                f"--channels takes 1 to 6 values (one per stride-2 convolution), got {len(self.channels)}"
+                f"{named('channels')} takes 1 to 6 values (one per stride-2 convolution), got {len(self.channels)}"
             )
         _, height, width = self.input_shape
         step = 2 ** len(self.channels)

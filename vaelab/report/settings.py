@@ -4,7 +4,7 @@ the classes of the run's data, with defaults fitted to them."""
 from dataclasses import dataclass, replace
 
 from vaelab.errors import VaelabError
-from vaelab.options import MAX_SEED, check, label_list, opt, pair_list, percentile, positive_float
+from vaelab.options import MAX_SEED, check, label_list, named, opt, pair_list, percentile, positive_float
 
 Z_KINDS = ("mean", "sample")
 SPLITS = ("test", "train")
@@ -69,7 +69,7 @@ class ReportSettings:
             object.__setattr__(self, "walk", tuple(tuple(p) for p in self.walk))
         check(self)
         if not self.trim < 50:
-            raise VaelabError(f"--trim is a percentile from 0 up to 50, got {self.trim}")
+            raise VaelabError(f"{named('trim')} is a percentile from 0 up to 50, got {self.trim}")
 
 
 def settings_problem(s: ReportSettings, classes) -> str | None:
@@ -79,9 +79,9 @@ def settings_problem(s: ReportSettings, classes) -> str | None:
     bad_labels = [str(x) for x in s.labels if not 0 <= x < k]
     bad_pairs = [f"{a}:{b}" for a, b in s.walk if not (0 <= a < k and 0 <= b < k)]
     if bad_labels:
-        return f"--labels {','.join(bad_labels)}: not a class; {valid}"
+        return f"{named('labels')} {','.join(bad_labels)}: not a class; {valid}"
     if bad_pairs:
-        return f"--walk {','.join(bad_pairs)}: not a pair of classes; {valid}"
+        return f"{named('walk')} {','.join(bad_pairs)}: not a pair of classes; {valid}"
     return None
 
 

@@ -18,7 +18,7 @@ import torch
 from vaelab.config import TrainConfig
 from vaelab.errors import CheckpointError, VaelabError
 from vaelab.files import strict_json
-from vaelab.options import MAX_CLASSES
+from vaelab.options import CALLER, MAX_CLASSES, as_given
 
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch.optim.Adam keeps per parameter
 NUMBERS = ("train_", "test_", "seconds", "images_per_second")  # metrics columns that hold numbers
@@ -109,12 +109,12 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=(),
     and every file in a folder of `contents` ({folder: pattern of the names vaelab writes there})
     one vaelab could have written."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise VaelabError(f"--out {run_dir} is a file, not a folder; pick another --out")
+        raise VaelabError(f"{as_given('out', str(run_dir))} is a file, not a folder; pick {another_out()}")
     entries = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
     if entries and not overwrite:
         raise VaelabError(
-            f"run folder {run_dir} already exists and is not empty; continue it with "
-            f"`vaelab train --resume {run_dir}`, replace it with --overwrite, or pick another --out"
+            f"run folder {run_dir} already exists and is not empty; continue it with {resume_command(run_dir)}, "
+            f"replace it with {as_given('overwrite', True)}, or pick {another_out()}"
         )
     foreign = [n for n in entries if n not in run_files and not re.fullmatch(r"\..+\.tmp", n)]
     for folder, pattern in (contents or {}).items():
@@ -128,9 +128,9 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=(),
             ]
     if foreign:
         raise VaelabError(
-            f"--overwrite replaces a run folder, but {run_dir} also holds {', '.join(foreign[:3])}"
+            f"{as_given('overwrite', True)} replaces a run folder, but {run_dir} also holds {', '.join(foreign[:3])}"
             f"{' ...' if len(foreign) > 3 else ''}, which vaelab did not write: move them away, "
-            f"or pick another --out"
+            f"or pick {another_out()}"
         )
     if [n for n in entries if n not in bookkeeping and not re.fullmatch(r"\..+\.tmp", n)]:
         try:  # a vaelab run's config.json, perhaps damaged since, holds these: another program's does not
@@ -140,9 +140,10 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, run_files, bookkeeping=(),
             vaelab_wrote = False
         if not vaelab_wrote:
             raise VaelabError(
-                f"--overwrite replaces a vaelab run, but {run_dir} holds no config.json that vaelab wrote, so "
+                f"{as_given('overwrite', True)} replaces a vaelab run, but {run_dir} holds no config.json that "
+                f"vaelab wrote, so "
                 f"its files ({', '.join(entries[:3])}{' ...' if len(entries) > 3 else ''}) may be someone "
-                f"else's: move them away, or pick another --out"
+                f"else's: move them away, or pick {another_out()}"
             )
 
 
@@ -354,3 +355,12 @@ def check_position(position, steps: int, epochs: int, terms: int, path: Path) ->
             f"say; continue it with vaelab train --resume {path.parent} --epochs {epoch + (step > 0)}"
         )
     return f"epoch {epoch + 1}, step {step}" if step else f"end of epoch {epoch}"
+
+
+def resume_command(run_dir) -> str:
+    """How the caller continues a run: the command on the command line, the function in Python."""
+    return f"`vaelab train --resume {run_dir}`" if CALLER.get() == "cli" else f"`vaelab.resume({str(run_dir)!r})`"
+
+
+def another_out() -> str:
+    return "another --out" if CALLER.get() == "cli" else "another out folder"

@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from vaelab.device import launched
 from vaelab.errors import VaelabError
+from vaelab.options import as_given
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def setup(device: torch.device, timeout: timedelta | None = None) -> tuple[Ranks
 def check_batch(batch_size: int, ranks: Ranks) -> None:
     if batch_size % ranks.world:
         raise VaelabError(
-            f"--batch-size {batch_size} is the global batch and must divide by the "
+            f"{as_given('batch_size', batch_size)} is the global batch and must divide by the "
             f"{ranks.world} processes; use e.g. {batch_size // ranks.world * ranks.world or ranks.world}"
         )
 

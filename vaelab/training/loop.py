@@ -26,6 +26,7 @@ from vaelab.errors import VaelabError
 from vaelab.images import image_grid
 from vaelab.latent import decode, encode_set
 from vaelab.losses import Objective
+from vaelab.options import as_given
 from vaelab.progress import bar as progress_bar
 from vaelab.training import distributed, speed
 from vaelab.training.advice import collapse_notice, divergence_advice, first_step_advice
@@ -122,7 +123,7 @@ def reconstructions(model, x_uint8, y) -> np.ndarray:
 def check_batch_fits(batch_size: int, train_size: int) -> None:
     if batch_size > train_size:
         raise VaelabError(
-            f"--batch-size {batch_size} is larger than the {train_size} training images; use a smaller one"
+            f"{as_given('batch_size', batch_size)} is larger than the {train_size} training images; use a smaller one"
         )
 
 

@@ -36,6 +36,7 @@ import torch
 
 from vaelab.config import PRECISIONS, SPEEDS
 from vaelab.errors import VaelabError
+from vaelab.options import as_given, named
 
 log = logging.getLogger(__name__)
 WARMUP = 3  # eager steps on a side stream before capture
@@ -60,25 +61,29 @@ def plan(speed: str, device: torch.device, model: torch.nn.Module, world: int = 
     """The mode for `speed` on `device`; refuses graph where it cannot run, and a precision the
     device lacks."""
     if speed not in SPEEDS:
-        raise VaelabError(f"--speed is one of {', '.join(SPEEDS)}, not {speed!r}")
+        raise VaelabError(f"{named('speed')} is one of {', '.join(SPEEDS)}, not {speed!r}")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VaelabError(
-            f"--precision bf16 needs bfloat16, which {torch.cuda.get_device_name(device)} lacks; use --precision fp16 "
+            f"{as_given('precision', 'bf16')} needs bfloat16, which {torch.cuda.get_device_name(device)} lacks; "
+            f"use {as_given('precision', 'fp16')} "
             f"(float16 with a gradient scaler) or fp32"
         )
     if precision == "fp16" and speed == "graph":
         raise VaelabError(
-            "--precision fp16 scales the gradients with a scaler that checks them on the host every step, "
-            "which a CUDA graph cannot replay; use --speed auto (eager) with fp16, or --precision bf16 with graph"
+            f"{as_given('precision', 'fp16')} scales the gradients with a scaler that checks them on the host "
+            "every step, "
+            f"which a CUDA graph cannot replay; use {as_given('speed', 'auto')} (eager) with fp16, or "
+            f"{as_given('precision', 'bf16')} with graph"
         )
     if speed == "graph" and device.type != "cuda":
         raise VaelabError(
-            "--speed graph captures the step in a CUDA graph and needs a CUDA device; "
-            "on this machine use --speed auto (or eager, compile)"
+            f"{as_given('speed', 'graph')} captures the step in a CUDA graph and needs a CUDA device; "
+            f"on this machine use {as_given('speed', 'auto')} (or eager, compile)"
         )
     if speed == "graph" and world > 1:
         raise VaelabError(
-            "--speed graph runs on one process; with several processes use --speed auto (eager under DDP)"
+            f"{as_given('speed', 'graph')} runs on one process; with several processes use {as_given('speed', 'auto')} "
+            "(eager under DDP)"
         )
     if speed == "auto":
         if device.type == "cuda":
@@ -125,7 +130,7 @@ class Stepper:
 
     def __init__(self, step, p: Plan, model, optimizer, precision: str = "fp32"):
         if precision not in PRECISIONS:
-            raise VaelabError(f"--precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+            raise VaelabError(f"{named('precision')} is one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.plan, self.model, self.optimizer = p, model, optimizer
         self.device = next(model.parameters()).device
         # float16's range is narrow: the loss is scaled up before backward, the gradients down before

@@ -14,7 +14,7 @@ from vaelab.data import ImageData, load_dataset
 from vaelab.device import env_rank, resolve_device
 from vaelab.errors import VaelabError
 from vaelab.models import build_model, custom, get_preset, make_config
-from vaelab.options import check_values
+from vaelab.options import check_values, named
 from vaelab.training import distributed
 from vaelab.training.callbacks import check_callbacks
 from vaelab.training.loop import check_batch_fits, fit
@@ -94,9 +94,9 @@ def resume(
     the module its classes come from (vaelab/models/custom.py)."""
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
-        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES)
+        allowed = ", ".join(named(k) for k in RESUME_OVERRIDES)
         raise VaelabError(
-            f"--resume continues a run with its own settings; only {allowed} may change, "
+            f"{named('resume')} continues a run with its own settings; only {allowed} may change, "
             f"not {', '.join(sorted(unknown))}"
         )
     check_values(TrainConfig, {k: v for k, v in overrides.items() if v is not None})  # before anything is read
