@@ -16,7 +16,6 @@ from vaelab.cli import grading, make, read
 from vaelab.cli.help import HELP
 from vaelab.errors import VaelabError
 from vaelab.log import verbosity
-from vaelab.options import caller
 
 SUBCOMMANDS = (
     read.add_data_parser,
@@ -66,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: this process's); returns the exit status."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]  # paths given as Path objects too
     try:
-        with caller("cli"):  # what the parser refuses is named by its flag too
-            args = build_parser(argv).parse_args(argv)
+        args = build_parser(argv).parse_args(argv)  # its values' problems name flags (flags.value_parser)
         args.given = getattr(args, "given", set())  # flags.record_given: what the command line gave
         args.argv = argv
         verbose = 0 if getattr(args, "quiet", False) else 2 if getattr(args, "verbose", False) else 1
-        with caller("cli"), verbosity(verbose):  # advice names flags, not keywords
+        with verbosity(verbose):  # the handler names flags, not keywords (flags.command)
             code = args.handler(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
