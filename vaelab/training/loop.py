@@ -277,8 +277,7 @@ def fit(
             raise interrupted(stop, f"at the end of epoch {epoch}", run_dir)
     for callback in callbacks:
         callback.on_train_end(run_dir)
-    distributed.wait_for_all(ranks)  # leave together: a gloo process that tore its group down while
-    # rank 0 still wrote the last epoch aborted ("terminate called")
+    distributed.wait_for_all(ranks)  # leave together, once rank 0 has written the last epoch
     if stop_requested(stop, steps - 1, steps, device, ranks):  # on the last epoch's last step: the run is
         signum = stop.signum or signal.SIGTERM  # complete, and the stop is not lost (no report is drawn)
         raise Interrupted(
