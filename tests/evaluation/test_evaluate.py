@@ -231,6 +231,25 @@ def test_evaluate_run_writes_every_number_and_figure(lab, monkeypatch):
     assert list(r["figures"]) == ["eval_confusion"] and (lab.conv_dir / "figures" / "eval_confusion.png").is_file()
 
 
+def test_the_yardsticks_of_sample_quality_are_computed_once_per_classifier_file(lab, monkeypatch):
+    """Every run scored on one data set shares the test and training-floor features; a classifier
+    trained anew (a new file) gets its own, equal to what a fresh computation gives."""
+    from vaelab.evaluation import quality
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(lab.root / "cache"))
+    first = quality.sample_quality(lab.conv, lab.data, n=500, epochs=1)
+    held = next(iter(quality.REFERENCE.values()))
+    second = quality.sample_quality(lab.cvae, lab.data, n=500, epochs=1)
+    assert next(iter(quality.REFERENCE.values()))[0] is held[0]  # not computed again
+    assert second["frechet_train_vs_test"] == first["frechet_train_vs_test"]
+    retrained = quality.sample_quality(lab.conv, lab.data, n=500, epochs=1, retrain=True)
+    assert next(iter(quality.REFERENCE.values()))[0] is not held[0] and len(quality.REFERENCE) == 1
+    quality.REFERENCE.clear()
+    fresh = quality.sample_quality(lab.conv, lab.data, n=500, epochs=1)
+    for key in retrained.keys() - {"classifier"}:  # whose info says "trained now" the first time only
+        assert fresh[key] == retrained[key], key
+
+
 def test_latent_stats_count_the_dimensions_whose_means_vary():
     mu = torch.stack([torch.linspace(-1, 1, 100), torch.full((100,), 0.3), 0.05 * torch.randn(100)], 1)
     stats = latent_stats(mu, torch.zeros_like(mu))

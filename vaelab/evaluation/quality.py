@@ -14,6 +14,7 @@ confidence and class balance of its predictions on the generated images.
 
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -173,9 +174,11 @@ def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool 
 def predict(classifier, images: torch.Tensor, batch_size: int = 1000):
     """(features [N, F], class probabilities [N, K]) as numpy, for float images in [0, 1]."""
     device = device_of(classifier)
+    # On the CPU, channels-last batches make the poolings ~1.4x faster with bit-identical features.
+    layout = torch.channels_last if device.type == "cpu" and images.dim() == 4 else torch.contiguous_format
     features, probs = [], []
     for i in range(0, len(images), batch_size):
-        h = classifier.features(images[i : i + batch_size].to(device))
+        h = classifier.features(images[i : i + batch_size].to(device).contiguous(memory_format=layout))
         features.append(h.cpu())
         probs.append(torch.softmax(classifier.head(h), 1).cpu())
     return torch.cat(features).double().numpy(), torch.cat(probs).double().numpy()
@@ -218,9 +221,7 @@ def sample_quality(vae, data, n: int = 10_000, seed: int = 0, epochs: int | None
     z, asked = sample_prior(vae, n, seed)  # a conditional model is asked for every class equally
     images = decode(vae, z, asked)
     gen_features, gen_probs = predict(classifier, images)
-    test_features, test_probs = predict(classifier, to_float(data.test_x))
-    pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:n]
-    train_features, _ = predict(classifier, to_float(data.train_x[pick]))
+    test_features, test_probs, train_features, pick = reference_features(classifier, info, data, n, seed)
     out = {
         "classifier": info,
         "samples": n,
@@ -234,3 +235,22 @@ def sample_quality(vae, data, n: int = 10_000, seed: int = 0, epochs: int | None
     if asked is not None:
         out["label_agreement"] = float((gen_probs.argmax(1) == asked.numpy()).mean())
     return out
+
+
+REFERENCE: dict = {}  # the last data set's reference features (see reference_features)
+
+
+def reference_features(classifier, info: dict, data, n: int, seed: int):
+    """(test features, test probabilities, features of n training images, their indices): the
+    generated images' yardsticks. They depend only on the classifier file (named by the data's
+    content) and on n and seed, so a process computes them once for every run it scores or compares
+    on one data set; a classifier trained anew is a new file and gets its own."""
+    stat = os.stat(info["path"])
+    key = (info["path"], stat.st_ino, stat.st_mtime_ns, stat.st_size, n, seed, str(device_of(classifier)))
+    if key not in REFERENCE:
+        test_features, test_probs = predict(classifier, to_float(data.test_x))
+        pick = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(seed))[:n]
+        train_features, _ = predict(classifier, to_float(data.train_x[pick]))
+        REFERENCE.clear()  # one data set's at a time: memory stays bounded in a long notebook
+        REFERENCE[key] = test_features, test_probs, train_features, pick
+    return REFERENCE[key]

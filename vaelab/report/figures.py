@@ -258,19 +258,30 @@ def recognised(checker, images: torch.Tensor) -> np.ndarray:
     return predict(checker[0], images)[1].argmax(1)
 
 
-def accepted(judges, images: torch.Tensor, c) -> np.ndarray:
+def judged(judges, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Both judges' view of each image, once: the classifier's class probabilities and the share of
+    the NEIGHBOURS nearest training images of each class (the costly part: asked once per image,
+    then read for any class)."""
+    from vaelab.evaluation import predict
+
+    return predict(judges[0], images)[1], judges[2].predict_proba(images.flatten(1).numpy())
+
+
+def passes(views: tuple[np.ndarray, np.ndarray], c) -> np.ndarray:
     """Which images both judges call class `c` (an int, or one per image): the classifier with
     probability >= CONFIDENT and a lead >= MARGIN, and >= VOTES of the NEIGHBOURS nearest
     training images."""
-    from vaelab.evaluation import predict
-
-    c = np.broadcast_to(np.asarray(c), (len(images),))
-    probs = predict(judges[0], images)[1]
+    probs, votes = views
+    c = np.broadcast_to(np.asarray(c), (len(probs),))
     top2 = np.sort(probs, 1)[:, -2:]
-    rows = np.arange(len(images))
+    rows = np.arange(len(probs))
     sure = (probs[rows, c] >= CONFIDENT) & (probs[rows, c] - top2[:, 0] >= MARGIN)
-    votes = judges[2].predict_proba(images.flatten(1).numpy())
     return sure & (probs.argmax(1) == c) & (votes[rows, c] >= VOTES)
+
+
+def accepted(judges, images: torch.Tensor, c) -> np.ndarray:
+    """Which `images` both judges call class `c` (see `passes`)."""
+    return passes(judged(judges, images), c)
 
 
 def class_grid(run, per_class: int = 5, seed: int = 0):
@@ -329,11 +340,13 @@ def _class_codes_judged(run, per_class: int, seed: int, judges):
         z = np.concatenate([d[:per_class] for d in own])
         return z, np.repeat(np.arange(k), per_class), None, 0, np.zeros(len(z), bool)
     pool = latent.posterior_draws(run.mu, run.logvar, CANDIDATES * k, seed)
-    pool_images = latent.decode(run.model, pool)
+    pool_views = judged(judges, latent.decode(run.model, pool))
+    own_views = judged(judges, latent.decode(run.model, np.concatenate(own)))
     zs, notes, right, empty = [], [], 0, []
     for c in range(k):
-        ok = accepted(judges, latent.decode(run.model, own[c]), c)
-        ok_pool = accepted(judges, pool_images, c)
+        start = sum(len(d) for d in own[:c])
+        ok = passes(tuple(v[start : start + len(own[c])] for v in own_views), c)
+        ok_pool = passes(pool_views, c)
         ranked = np.r_[np.flatnonzero(ok), np.flatnonzero(ok_pool) + CANDIDATES][:per_class]
         shown = len(ranked)
         ranked = np.r_[ranked, np.zeros(per_class - shown, int)]  # placeholders, drawn grey
