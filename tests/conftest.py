@@ -90,7 +90,7 @@ def shared_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory):
-    """vaelab's cache (the sample-quality classifiers it trains once per data set) in one folder of
+    """vaelab's cache (the sample-quality classifiers, copied or trained once per data set) in one folder of
     the test session, shared by its workers and by the commands, kernels and processes its tests
     start: the suite starts from an empty cache, as on a new machine, and never touches the user's."""
     folder = shared_root(tmp_path_factory) / "xdg-cache"

@@ -3,6 +3,9 @@ then every evaluation on real runs on the bundled MNIST sample (copies of the se
 
 import json
 import math
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -248,6 +251,52 @@ def test_the_yardsticks_of_sample_quality_are_computed_once_per_classifier_file(
     fresh = quality.sample_quality(lab.conv, lab.data, n=500, epochs=1)
     for key in retrained.keys() - {"classifier"}:  # whose info says "trained now" the first time only
         assert fresh[key] == retrained[key], key
+
+
+@pytest.mark.parametrize("name", ["mnist-sample", "fashion-mnist"])
+def test_the_shipped_classifier_is_found_by_the_content_of_its_data(name, tmp_path, monkeypatch):
+    """No training on first use for the data vaelab ships or finds: the classifier bench/classifiers.py
+    trained is found by the data's content (the test fails when the data or its fingerprint changes
+    and the file was not trained again), copied into the cache, and is as accurate as it says."""
+    from vaelab.evaluation import quality
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        data = load_dataset(name)
+    except VaelabError:
+        pytest.skip(f"{name} is not on this machine (apt-get install dataset-fashion-mnist)")
+    classifier, info = quality.get_classifier(data)
+    assert not info["trained_now"] and info["path"] == str(classifier_path(data)) and str(tmp_path) in info["path"]
+    assert (quality.BUNDLED / classifier_path(data).name).read_bytes() == classifier_path(data).read_bytes()
+    _, probs = quality.predict(classifier, to_float(data.test_x))
+    assert (probs.argmax(1) == data.test_y.numpy()).mean() == pytest.approx(info["test_accuracy"], abs=2e-3)
+    assert info["test_accuracy"] > (0.95 if name == "mnist-sample" else 0.85)
+
+
+ASK_FOR_A_CLASSIFIER = """
+import sys
+from vaelab.data import load_dataset
+from vaelab.evaluation import get_classifier
+print(get_classifier(load_dataset("npz:" + sys.argv[1]), epochs=2)[1]["trained_now"])
+"""
+
+
+def test_processes_that_ask_at_once_for_a_classifier_train_it_once(tmp_path):
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)  # noqa: E731
+    labels = lambda n: rng.integers(0, 3, n)  # noqa: E731
+    npz = tmp_path / "own.npz"
+    np.savez(npz, x_train=images(3000), y_train=labels(3000), x_test=images(100), y_test=labels(100))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    asking = [
+        subprocess.Popen(
+            [sys.executable, "-c", ASK_FOR_A_CLASSIFIER, str(npz)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
+    answers = sorted(process.communicate(timeout=300)[0].strip() for process in asking)
+    assert answers == ["False", "True"]  # one trained it, the other waited and read it
+    assert len(list((tmp_path / "cache" / "vaelab" / "classifiers").glob("*.safetensors"))) == 1
 
 
 def test_latent_stats_count_the_dimensions_whose_means_vary():

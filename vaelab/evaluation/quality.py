@@ -5,6 +5,9 @@
                                         one name get two classifiers), and <dataset> keeps only letters,
                                         digits, '-' and '_' (<cache> is pooch.os_cache("vaelab"),
                                         ~/.cache/vaelab on Linux, or $XDG_CACHE_HOME/vaelab)
+    vaelab/evaluation/classifiers/      the ones vaelab ships (the sample, Fashion-MNIST), copied into
+                                        the cache when the data's content matches: no training on
+                                        first use (bench/classifiers.py trains them)
 
 From it: the Fréchet distance between its penultimate-layer features of generated images and of
 the test images (a classifier-feature Fréchet distance: the formula of FID, but on this small
@@ -147,14 +150,46 @@ def default_epochs(train_size: int) -> int:
     return max(3, min(15, 60_000 // train_size))
 
 
+BUNDLED = Path(__file__).parent / "classifiers"  # for the data sets vaelab ships or finds: bench/classifiers.py
+
+
 def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool = False):
-    """(classifier, info): the cached one for `data`, or one trained now (and cached)."""
+    """(classifier, info): the cached one for `data`, else the one vaelab ships for that data (the
+    sample, Fashion-MNIST), copied into the cache, else one trained now (and cached). Processes
+    that ask at once train it once: the others wait for it and read it."""
+    from filelock import FileLock
+
     path = classifier_path(data)
-    epochs = epochs or default_epochs(len(data.train_x))
-    if path.is_file() and not retrain:
-        model, info = load_classifier(path, device)
-        if tuple(info["image_shape"]) == data.image_shape and info["num_classes"] == data.num_classes:
-            return model, {**info, "path": str(path), "trained_now": False}
+    if not retrain and (found := cached_classifier(path, data, device)):
+        return found
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if not retrain and (found := cached_classifier(path, data, device)):  # another process trained it
+            return found
+        shipped = next(BUNDLED.glob(f"*-{path.stem.rsplit('-', 1)[1]}.safetensors"), None)  # by content, any name
+        if not retrain and shipped:
+            from vaelab.files import atomic_write
+
+            atomic_write(path, shipped.read_bytes())
+            if found := cached_classifier(path, data, device):
+                return found
+        model, info = trained_classifier(data, epochs or default_epochs(len(data.train_x)), device)
+        save_classifier(path, model, info)
+    return model.eval(), {**info, "path": str(path), "trained_now": True}
+
+
+def cached_classifier(path: Path, data, device):
+    """(classifier, info) from `path`, or None when there is none for images of this data's shape."""
+    if not path.is_file():
+        return None
+    model, info = load_classifier(path, device)
+    if tuple(info["image_shape"]) != data.image_shape or info["num_classes"] != data.num_classes:
+        return None
+    return model, {**info, "path": str(path), "trained_now": False}
+
+
+def trained_classifier(data, epochs: int, device="cpu"):
+    """(classifier, its description) trained now on `data`."""
     started = time.perf_counter()
     model, accuracy = train_classifier(data, epochs, device=device)
     info = {
@@ -166,8 +201,7 @@ def get_classifier(data, epochs: int | None = None, device="cpu", retrain: bool 
         "test_accuracy": accuracy,
         "train_seconds": time.perf_counter() - started,
     }
-    save_classifier(path, model, info)
-    return model.eval(), {**info, "path": str(path), "trained_now": True}
+    return model, info
 
 
 @torch.no_grad()
