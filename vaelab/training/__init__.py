@@ -3,7 +3,7 @@
     start.py         train and resume: every setting checked, then the run folder made or locked
     loop.py          `fit`, the loop, and the step it repeats          (private to this folder)
     schedule.py      the learning-rate and KL-weight warm-ups           (private)
-    state.py         what a checkpoint restores besides the weights     (private)
+    state.py         what a checkpoint restores, checked                (private)
     advice.py        what training says after a divergence or a collapse (private)
     speed.py         how the step runs: eager, CUDA graph, compile, bf16 (private)
     stopping.py      Ctrl-C and SIGTERM ending in a checkpoint           (private)

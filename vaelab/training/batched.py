@@ -47,12 +47,12 @@ from vaelab.training.loop import (
     fixed_images,
     metrics_row,
     reconstructions,
-    restore,
     start_position,
 )
 from vaelab.training.schedule import kl_weight, learning_rate, warmup_steps
 from vaelab.training.stack import Adams, Stack, batched_step, noise_generator
 from vaelab.training.start import new_model, resumed_config
+from vaelab.training.state import restore
 from vaelab.training.stopping import Interrupted, StopSignals
 
 log = logging.getLogger(__name__)

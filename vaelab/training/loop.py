@@ -1,4 +1,4 @@
-"""The training loop: one function, `fit`, read top to bottom.
+"""The training loop: `fit`, read top to bottom, with the steps of an epoch in `steps_of_epoch`.
 
 Data live on the training device as uint8 tensors; each epoch draws a permutation from an
 explicit generator, slices batches by index and converts them to float there. The step
@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from vaelab.training import distributed, speed
 from vaelab.training.advice import collapse_notice, divergence_advice, first_step_advice
 from vaelab.training.distributed import Ranks, sum_all
 from vaelab.training.schedule import kl_weight, learning_rate, warmup_steps
-from vaelab.training.state import match_layouts, rng_state, set_rng_state
+from vaelab.training.state import restore, rng_state
 from vaelab.training.stopping import Diverged, Interrupted, StopSignals, stop_requested
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,31 @@ def metrics_row(
     }
 
 
+@dataclass
+class Loop:
+    """What every epoch of `fit` works with, built once by `prepare`."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    stepper: speed.Stepper
+    order: torch.Generator  # data order, apart from weight init and z
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    shown: torch.Tensor  # the test images whose reconstructions each epoch shows
+    steps: int
+    run_dir: Path
+    ranks: Ranks
+    callbacks: tuple
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+
 def fit(
     cfg: TrainConfig,
     model,
@@ -170,6 +196,49 @@ def fit(
     epoch's files (checkpoint, weights, metrics, reconstructions, and `config` when settings
     changed on resume) are replaced together.
     """
+    loop, position, saved_at = prepare(cfg, model, data, run_dir, ranks, resume, callbacks)
+    for callback in loop.callbacks:
+        callback.on_train_begin(run_dir)
+    for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
+        sums, started = steps_of_epoch(loop, epoch, position, stop, progress, saved_at)
+        train_means = (sum_all(sums, ranks) / (loop.steps * ranks.world)).tolist()
+        train_seconds = time.perf_counter() - started
+        test = evaluate(model, loop.test_x, loop.test_y, cfg, ranks)
+        seconds = time.perf_counter() - started
+        row = metrics_row(
+            epoch, loop.objective, train_means, test, seconds, loop.steps * cfg.batch_size / train_seconds
+        )
+        if not all(np.isfinite(v) for v in row.values()):
+            raise Diverged(
+                f"the loss became non-finite in epoch {epoch} ({row}). " + divergence_advice(cfg, run_dir, saved_at)
+            )
+        position = {**start_position(loop.objective), "epoch": epoch, **speed.scaler_state(loop.stepper)}
+        saved_at = f"end of epoch {epoch}"
+        if ranks.main:
+            recon = reconstructions(model, loop.test_x[loop.shown], loop.test_y[loop.shown])
+            rng = rng_state(loop.order, loop.device)
+            end_of_epoch(run_dir, cfg, model, loop.optimizer, position, rng, row, recon, config, loop.callbacks)
+        if epoch < cfg.epochs and stop_requested(stop, loop.steps - 1, loop.steps, loop.device, ranks):  # it came
+            distributed.wait_for_all(ranks)  # on the last step
+            raise interrupted(stop, f"at the end of epoch {epoch}", run_dir)
+    for callback in loop.callbacks:
+        callback.on_train_end(run_dir)
+    distributed.wait_for_all(ranks)  # leave together, once rank 0 has written the last epoch
+    if stop_requested(stop, loop.steps - 1, loop.steps, loop.device, ranks):  # on the last epoch's last step:
+        signum = stop.signum or signal.SIGTERM  # the run is complete, and the stop is not lost (no report is drawn)
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name} at the end of epoch {cfg.epochs}, the last: the run is "
+            f"complete; `vaelab report {run_dir}` draws its report",
+            signum,
+        )
+    return run_dir
+
+
+def prepare(
+    cfg: TrainConfig, model, data: ImageData, run_dir: Path, ranks: Ranks, resume: bool, callbacks
+) -> tuple[Loop, dict, str | None]:
+    """(the loop's parts, where training stands, where its last good checkpoint stands): data on the
+    device, Adam, the step as the speed mode runs it, and on resume everything the checkpoint holds."""
     objective = Objective.from_settings(cfg)
     device = next(model.parameters()).device
     how = speed.plan(cfg.speed, device, model, ranks.world, cfg.precision)
@@ -181,111 +250,82 @@ def fit(
         capturable=speed.capturable(how),
     )
     trained = distributed.wrap(model, ranks)  # DDP with several processes, else the model itself
-    order = torch.Generator().manual_seed(cfg.seed)  # data order, apart from weight init and z
-    position = start_position(objective)
+    order = torch.Generator().manual_seed(cfg.seed)
     train_x, train_y = binarized_train_set(data.train_x, cfg.binarize).to(device), data.train_y.to(device)
     test_x, test_y = binarized_set(data.test_x, cfg.binarize, "test", cfg.seed).to(device), data.test_y.to(device)
-    shown = fixed_images(data).to(device)
     check_batch_fits(cfg.batch_size, len(train_x))
     steps = -(-len(train_x) // cfg.batch_size)  # ceil: dropping the partial batch cost mnist-sample 3% of its steps
-    saved_at = None  # where the last good checkpoint stands, for the advice after a divergence
+    position, saved_at = start_position(objective), None
     if resume:
         position, saved_at = restore(run_dir, cfg, objective, model, optimizer, order, how, steps, ranks)
     stepper = speed.Stepper(
         partial(train_step, objective=objective, clip_grad=cfg.clip_grad), how, trained, optimizer, cfg.precision
     )
     speed.load_scaler(stepper, position)
-    callbacks = callbacks if ranks.main else ()  # the process that writes the run folder tells
-    for callback in callbacks:
-        callback.on_train_begin(run_dir)
+    callbacks = tuple(callbacks) if ranks.main else ()  # the process that writes the run folder tells
+    shown = fixed_images(data).to(device)
+    parts = (cfg, model, objective, optimizer, stepper, order, train_x, train_y, test_x, test_y, shown, steps)
+    return Loop(*parts, run_dir, ranks, callbacks), position, saved_at
 
-    def checkpoint(epochs_done, step, sums, seconds, order_state):
-        sums = sum_all(sums, ranks) / ranks.world  # every rank resumes from the mean partial sums
-        if ranks.main:
-            rng = {**rng_state(order, device), "order": order_state}
-            where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
-            where |= speed.scaler_state(stepper)
-            runs.save_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer, where, rng)
-        distributed.wait_for_all(ranks)  # the others stop once it is written (see the end of fit)
 
-    for epoch in range(position["epoch"] + 1, cfg.epochs + 1):
-        order_state = order.get_state()  # a checkpoint inside this epoch redraws the same permutation
-        perm = torch.randperm(len(train_x), generator=order).to(device)
-        perm = torch.cat([perm, perm[: steps * cfg.batch_size - len(perm)]])  # whole batches: static shapes
-        first = position["step"] if epoch == position["epoch"] + 1 else 0
-        sums = torch.tensor(position["sums"] if first else start_position(objective)["sums"], device=device)
-        started = time.perf_counter() - (position["seconds"] if first else 0.0)
-        bar = progress_bar(
-            steps * cfg.batch_size, first * cfg.batch_size, f"epoch {epoch}/{cfg.epochs}", show=progress and ranks.main
+def steps_of_epoch(
+    loop: Loop, epoch: int, position: dict, stop: StopSignals, progress: bool, saved_at: str | None
+) -> tuple[torch.Tensor, float]:
+    """The training steps of `epoch`, from where `position` stands in it: (the sums of the
+    objective's terms over them, the time the epoch began). A stop writes a checkpoint inside the
+    epoch and raises Interrupted; a non-finite loss raises Diverged."""
+    cfg, model, ranks, device, steps = loop.cfg, loop.model, loop.ranks, loop.device, loop.steps
+    order_state = loop.order.get_state()  # a checkpoint inside this epoch redraws the same permutation
+    perm = torch.randperm(len(loop.train_x), generator=loop.order).to(device)
+    perm = torch.cat([perm, perm[: steps * cfg.batch_size - len(perm)]])  # whole batches: static shapes
+    first = position["step"] if epoch == position["epoch"] + 1 else 0
+    sums = torch.tensor(position["sums"] if first else start_position(loop.objective)["sums"], device=device)
+    started = time.perf_counter() - (position["seconds"] if first else 0.0)
+    bar = progress_bar(
+        steps * cfg.batch_size, first * cfg.batch_size, f"epoch {epoch}/{cfg.epochs}", show=progress and ranks.main
+    )
+    for i in range(first, steps):
+        idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size][ranks.rank :: ranks.world]  # this rank's shard
+        eps = torch.randn(cfg.batch_size, model.config.latent_dim, device=device)[ranks.rank :: ranks.world]
+        beta = kl_weight(cfg, epoch, i, steps)
+        done = (epoch - 1) * steps + i  # steps taken before this one
+        for group in loop.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, done, steps)
+        x = binarize(to_float(loop.train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
+        prior_z = (
+            torch.randn(cfg.batch_size, model.config.latent_dim, device=device)[ranks.rank :: ranks.world]
+            if loop.objective.needs_prior_sample
+            else None
         )
-        for i in range(first, steps):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size][ranks.rank :: ranks.world]  # this rank's shard
-            eps = torch.randn(cfg.batch_size, model.config.latent_dim, device=device)[ranks.rank :: ranks.world]
-            beta = kl_weight(cfg, epoch, i, steps)
-            done = (epoch - 1) * steps + i  # steps taken before this one
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, done, steps)
-            x = binarize(to_float(train_x[idx]), cfg.binarize)  # a fresh draw per batch when dynamic
-            prior_z = (
-                torch.randn(cfg.batch_size, model.config.latent_dim, device=device)[ranks.rank :: ranks.world]
-                if objective.needs_prior_sample
-                else None
-            )
-            loss = stepper((x, train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
-            if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
-                untouched = done == 0  # no update yet: the model or the data, not the learning rate
-                raise Diverged(
-                    f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}. "
-                    + (first_step_advice() if untouched else divergence_advice(cfg, run_dir, saved_at))
-                )
-            sums += loss
-            tell_step(callbacks, done + 1, loss, optimizer, beta, epoch)
-            bar.update(cfg.batch_size)
-            if i % 25 == 24:
-                bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
-            if stop_requested(stop, i, steps, device, ranks) and i + 1 < steps:  # on the last step: at the end
-                checkpoint(epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
-                bar.close()
-                raise interrupted(stop, f"in epoch {epoch} after step {i + 1} of {steps}", run_dir)
-        bar.close()
-        train_means = (sum_all(sums, ranks) / (steps * ranks.world)).tolist()
-        train_seconds = time.perf_counter() - started
-        test = evaluate(model, test_x, test_y, cfg, ranks)
-        seconds = time.perf_counter() - started
-        row = metrics_row(epoch, objective, train_means, test, seconds, steps * cfg.batch_size / train_seconds)
-        if not all(np.isfinite(v) for v in row.values()):
+        loss = loop.stepper((x, loop.train_y[idx], eps, prior_z), beta, steady=done >= warmup_steps(cfg, steps) - 1)
+        if (device.type == "cpu" or i % 25 == 24) and not torch.isfinite(loss[0]):
+            untouched = done == 0  # no update yet: the model or the data, not the learning rate
             raise Diverged(
-                f"the loss became non-finite in epoch {epoch} ({row}). " + divergence_advice(cfg, run_dir, saved_at)
+                f"the loss became non-finite in epoch {epoch} at step {i + 1} of {steps}. "
+                + (first_step_advice() if untouched else divergence_advice(cfg, loop.run_dir, saved_at))
             )
-        position = {**start_position(objective), "epoch": epoch, **speed.scaler_state(stepper)}
-        saved_at = f"end of epoch {epoch}"
-        if ranks.main:
-            end_of_epoch(
-                run_dir,
-                cfg,
-                model,
-                optimizer,
-                position,
-                rng_state(order, device),
-                row,
-                reconstructions(model, test_x[shown], test_y[shown]),
-                config,
-                callbacks,
-            )
-        if epoch < cfg.epochs and stop_requested(stop, steps - 1, steps, device, ranks):  # it came on the last step
-            distributed.wait_for_all(ranks)
-            raise interrupted(stop, f"at the end of epoch {epoch}", run_dir)
-    for callback in callbacks:
-        callback.on_train_end(run_dir)
-    distributed.wait_for_all(ranks)  # leave together, once rank 0 has written the last epoch
-    if stop_requested(stop, steps - 1, steps, device, ranks):  # on the last epoch's last step: the run is
-        signum = stop.signum or signal.SIGTERM  # complete, and the stop is not lost (no report is drawn)
-        raise Interrupted(
-            f"stopped by {signal.Signals(signum).name} at the end of epoch {cfg.epochs}, the last: the run is "
-            f"complete; `vaelab report {run_dir}` draws its report",
-            signum,
-        )
-    return run_dir
+        sums += loss
+        tell_step(loop.callbacks, done + 1, loss, loop.optimizer, beta, epoch)
+        bar.update(cfg.batch_size)
+        if i % 25 == 24:
+            bar.set_postfix(loss=f"{sums[0].item() / (i + 1):.1f}")  # host sync every 25 steps only
+        if stop_requested(stop, i, steps, device, ranks) and i + 1 < steps:  # on the last step: at the end
+            checkpoint_inside(loop, epoch - 1, i + 1, sums, time.perf_counter() - started, order_state)
+            bar.close()
+            raise interrupted(stop, f"in epoch {epoch} after step {i + 1} of {steps}", loop.run_dir)
+    bar.close()
+    return sums, started
+
+
+def checkpoint_inside(loop: Loop, epochs_done: int, step: int, sums, seconds: float, order_state) -> None:
+    """The checkpoint of a run stopped inside an epoch: after `step` steps of the next, with their sums."""
+    sums = sum_all(sums, loop.ranks) / loop.ranks.world  # every rank resumes from the mean partial sums
+    if loop.ranks.main:
+        rng = {**rng_state(loop.order, loop.device), "order": order_state}
+        where = {"epoch": epochs_done, "step": step, "sums": sums.tolist(), "seconds": seconds}
+        where |= speed.scaler_state(loop.stepper)
+        runs.save_checkpoint(loop.run_dir / runs.CHECKPOINT, loop.model, loop.cfg.model, loop.optimizer, where, rng)
+    distributed.wait_for_all(loop.ranks)  # the others stop once it is written (see the end of fit)
 
 
 def interrupted(stop: StopSignals, where: str, run_dir: Path) -> Interrupted:
@@ -297,32 +337,6 @@ def interrupted(stop: StopSignals, where: str, run_dir: Path) -> Interrupted:
         f"Continue with: vaelab train --resume {run_dir}",
         signum,
     )
-
-
-def restore(
-    run_dir: Path,
-    cfg: TrainConfig,
-    objective: Objective,
-    model,
-    optimizer,
-    order: torch.Generator,
-    how: speed.Plan,
-    steps: int,
-    ranks: Ranks,
-) -> tuple[dict, str]:
-    """Model, Adam and generators from the run's checkpoint, checked; returns (position, where it stands)."""
-    device = next(model.parameters()).device
-    position, rng = runs.load_checkpoint(run_dir / runs.CHECKPOINT, model, cfg.model, optimizer)
-    set_rng_state(rng, order, device)
-    for group in optimizer.param_groups:
-        group["capturable"] = speed.capturable(how)  # this run's speed mode, not the saved one's
-    match_layouts(optimizer)
-    saved_at = runs.check_position(position, steps, cfg.epochs, len(objective.terms), run_dir / runs.CHECKPOINT)
-    runs.check_adam_steps(optimizer, position["epoch"] * steps + position["step"], run_dir / runs.CHECKPOINT)
-    notes = runs.resume_notes(runs.read_metrics(run_dir), position["epoch"], cfg.epochs, run_dir)
-    for note in notes if ranks.main else []:
-        log.info(note)
-    return position, saved_at
 
 
 def end_of_epoch(
