@@ -95,7 +95,12 @@ def settled(collective, *args, **kwargs) -> None:
     "terminate called without an active exception" (SIGABRT; torchrun then stops every rank). So
     the caller keeps its tensors until the worker's references are gone, and the worker never
     needs the GIL. (A process group that DistributedDataParallel used is never freed, so its
-    threads outlive `destroy_process_group` and are still running at shutdown.)"""
+    threads outlive `destroy_process_group` and are still running at shutdown.) Only on gloo, where
+    it was seen: nccl's watchdog keeps a finished work for a while, and waiting for it every 25 steps
+    would cost a GPU run more than it is worth unmeasured."""
+    if dist.get_backend() != "gloo":
+        collective(*args, **kwargs)
+        return
     tensors = [t for a in args for t in (a if isinstance(a, list) else [a]) if isinstance(t, torch.Tensor)]
     counts = [t._use_count() for t in tensors]
     collective(*args, **kwargs)
