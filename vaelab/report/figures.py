@@ -342,10 +342,10 @@ def _class_codes_judged(run, per_class: int, seed: int, judges):
     pool = latent.posterior_draws(run.mu, run.logvar, CANDIDATES * k, seed)
     pool_views = judged(judges, latent.decode(run.model, pool))
     own_views = judged(judges, latent.decode(run.model, np.concatenate(own)))
+    bounds = np.cumsum([0, *map(len, own)])  # class c's own draws: rows bounds[c]:bounds[c + 1]
     zs, notes, right, empty = [], [], 0, []
     for c in range(k):
-        start = sum(len(d) for d in own[:c])
-        ok = passes(tuple(v[start : start + len(own[c])] for v in own_views), c)
+        ok = passes(tuple(v[bounds[c] : bounds[c + 1]] for v in own_views), c)
         ok_pool = passes(pool_views, c)
         ranked = np.r_[np.flatnonzero(ok), np.flatnonzero(ok_pool) + CANDIDATES][:per_class]
         shown = len(ranked)

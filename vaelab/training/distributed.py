@@ -71,7 +71,8 @@ def join(device: torch.device, timeout: timedelta | None = None) -> tuple[Ranks,
 
 
 def gather(value, ranks: Ranks) -> list:
-    """Every rank's `value` (small, JSON-able), in rank order, on every rank."""
+    """Every rank's `value` (small, JSON-able), in rank order, on every rank: as JSON bytes in
+    tensors vaelab holds, not torch's object collectives, whose tensors `settled` cannot wait for."""
     if ranks.world == 1:
         return [value]
     data = json.dumps(value).encode()
@@ -161,17 +162,7 @@ def any_rank(flag: bool, device: torch.device, ranks: Ranks) -> bool:
 
 def share(value, ranks: Ranks):
     """Rank 0's `value` on every rank (a path, a small JSON-able object)."""
-    if ranks.world == 1:
-        return value
-    data = json.dumps(value).encode() if ranks.main else b""
-    size = torch.tensor([len(data)], device=home())
-    settled(dist.broadcast, size, src=0)
-    box = torch.zeros(int(size), dtype=torch.uint8)
-    if data:
-        box[:] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    box = box.to(home())
-    settled(dist.broadcast, box, src=0)
-    return json.loads(bytes(box.tolist()))
+    return gather(value if ranks.main else None, ranks)[0]
 
 
 def wait_for_all(ranks: Ranks) -> None:
